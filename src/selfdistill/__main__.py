@@ -1,0 +1,3 @@
+from selfdistill.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""The row type every layer passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or evaluation problem.
+
+    Attributes:
+        id: unique within its dataset.
+        problem: the question; the student sees only this.
+        solution: reference solution (the privileged context), or None.
+        answer: gold final answer used by rewards and evaluation, or None.
+        origin: where the row came from, e.g. ``"data.jsonl line 12"``, for error messages.
+    """
+
+    id: str
+    problem: str
+    solution: str | None = None
+    answer: str | None = None
+    origin: str = ""
