@@ -1,0 +1,188 @@
+"""Distillation loss from hidden states, chunk by chunk over positions.
+
+The direct path materialises [B, T, V] logits for every pass (student, teacher, refonly, anchor),
+which at T = 8192, V = 151936 is ~5 GB per set in float32. The chunked path projects only
+``chunk_size`` valid positions at a time, computes the target, the per-position divergence AND
+its gradient w.r.t. the student hidden states / output weight inside the forward (a custom
+``autograd.Function``), and keeps only those gradients ([N, H] and [V, H]). Nothing of size
+[chunk, V] survives a chunk, and no pass is recomputed in backward. Double backward is not
+supported. Masked positions are skipped entirely.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .aggregate import token_mean
+from .divergences import generalized_jsd
+
+TargetFn = Callable[[Mapping[str, Tensor]], Tensor]
+
+
+class DistillLossOutput(NamedTuple):
+    loss: Tensor  # scalar: sum(weights * divergence over valid tokens) / num_tokens_global
+    per_position_B_T: Tensor  # detached unweighted divergence, 0 where mask == 0
+
+
+def project(hidden_N_H: Tensor, weight_V_H: Tensor, bias_V: Tensor | None = None,
+            logit_softcap: float | None = None) -> Tensor:
+    """Output layer: ``hidden @ W^T (+ b)``, then ``cap * tanh(logits / cap)`` if a soft-cap is set."""
+    logits = torch.nn.functional.linear(hidden_N_H, weight_V_H, bias_V)
+    if logit_softcap is not None:
+        logits = logit_softcap * torch.tanh(logits / logit_softcap)
+    return logits
+
+
+class _ChunkedDistill(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, student_N_H, weight_V_H, bias_V, coef_N, targets_N_H, target_fn, div_kwargs,
+                topk_ids_N_K, softcap, chunk_size):
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        n = student_N_H.shape[0]
+        grad_h = torch.zeros_like(student_N_H) if need_h else None
+        grad_w = torch.zeros_like(weight_V_H) if need_w else None
+        grad_b = torch.zeros_like(bias_V) if need_b else None
+        per_pos = []
+        for start in range(0, n, chunk_size):
+            rows = slice(start, start + chunk_size)
+            logits = {k: project(v[rows], weight_V_H, bias_V, softcap) for k, v in targets_N_H.items()}
+            with torch.enable_grad():
+                h = student_N_H[rows].detach().requires_grad_(need_h)
+                w = weight_V_H.detach().requires_grad_(need_w)
+                b = None if bias_V is None else bias_V.detach().requires_grad_(need_b)
+                s_logits = project(h, w, b, softcap)
+                with torch.no_grad():
+                    target = target_fn({**logits, "student": s_logits.detach()})
+                del logits
+                kw = dict(div_kwargs)
+                if topk_ids_N_K is not None:
+                    kw["topk_ids"] = topk_ids_N_K[rows]
+                div = generalized_jsd(s_logits, target, **kw)
+                del target
+                inputs = [x for x, need in ((h, need_h), (w, need_w), (b, need_b)) if need]
+                if inputs:
+                    grads = list(torch.autograd.grad((div * coef_N[rows]).sum(), inputs))
+                    if need_h:
+                        grad_h[rows] = grads.pop(0)
+                    if need_w:
+                        grad_w += grads.pop(0)
+                    if need_b:
+                        grad_b += grads.pop(0)
+            per_pos.append(div.detach())
+            del s_logits, div
+        per_pos_N = torch.cat(per_pos) if per_pos else coef_N.new_zeros(0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        loss = (per_pos_N * coef_N.to(per_pos_N.dtype)).sum()
+        ctx.mark_non_differentiable(per_pos_N)
+        return loss, per_pos_N
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_per_pos):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = lambda g: None if g is None else g * grad_loss.to(g.dtype)  # noqa: E731
+        return scale(grad_h), scale(grad_w), scale(grad_b), None, None, None, None, None, None, None
+
+
+def _validate(student_hidden_B_T_H: Tensor, target_hidden: Mapping[str, Tensor], mask_B_T: Tensor,
+              target_fn: TargetFn, weight_V_H: Tensor) -> None:
+    if student_hidden_B_T_H.dim() != 3:
+        raise ValueError(f"student hidden must be [B, T, H], got {tuple(student_hidden_B_T_H.shape)}")
+    if mask_B_T.shape != student_hidden_B_T_H.shape[:2]:
+        raise ValueError(f"mask {tuple(mask_B_T.shape)} must be [B, T] = {tuple(student_hidden_B_T_H.shape[:2])}")
+    if weight_V_H.dim() != 2 or weight_V_H.shape[1] != student_hidden_B_T_H.shape[2]:
+        raise ValueError(f"weight must be [V, H] with H = {student_hidden_B_T_H.shape[2]}, got {tuple(weight_V_H.shape)}")
+    for role, h in target_hidden.items():
+        if h.shape != student_hidden_B_T_H.shape:
+            raise ValueError(f"target_hidden[{role!r}] has shape {tuple(h.shape)}; every role must match the "
+                             f"student's {tuple(student_hidden_B_T_H.shape)} (same response positions)")
+    missing = [r for r in getattr(target_fn, "roles", ()) if r != "student" and r not in target_hidden]
+    if missing:
+        raise KeyError(f"target needs hidden states for roles {missing}; got {sorted(target_hidden)}")
+
+
+def _weights_and_kwargs(divergence_kwargs, weights_B_T, mask_B_T):
+    kw = dict(divergence_kwargs or {})
+    if "mask" in kw:
+        raise ValueError("pass the mask as mask_B_T, not inside divergence_kwargs")
+    w = torch.ones(mask_B_T.shape) if weights_B_T is None else weights_B_T.detach()
+    return kw, kw.pop("topk_ids", None), w
+
+
+def chunked_distill_loss(
+    student_hidden_B_T_H: Tensor,
+    weight_V_H: Tensor,
+    *,
+    target_hidden: Mapping[str, Tensor],
+    target_fn: TargetFn,
+    mask_B_T: Tensor,
+    divergence_kwargs: Mapping | None = None,
+    weights_B_T: Tensor | None = None,
+    bias_V: Tensor | None = None,
+    logit_softcap: float | None = None,
+    chunk_size: int = 1024,
+    num_tokens_global: int | float | Tensor | None = None,
+) -> DistillLossOutput:
+    """Token-mean distillation loss computed ``chunk_size`` valid positions at a time.
+
+    Args:
+        student_hidden_B_T_H: final hidden states (after the final norm) at the response
+            positions, with grad. Position t must predict response token t.
+        weight_V_H / bias_V: the output layer (e.g. ``model.lm_head.weight``); grads flow to them
+            if they require grad.
+        target_hidden: role -> [B, T, H] hidden states without grad (e.g. ``{"teacher": ...,
+            "refonly": ..., "anchor": ...}``), projected with the same output layer.
+        target_fn: maps ``{role: logits_chunk_N_V, "student": detached student logits}`` to target
+            log-probs [N, V] (see ``registry.make_target_fn``).
+        mask_B_T: valid response tokens. weights_B_T: optional detached per-token weights
+            (SRPO entropy weights, SDPO importance ratios).
+        divergence_kwargs: keywords of :func:`generalized_jsd` (beta, temperature, token_clip,
+            support, topk, tail, topk_ids [B, T, K]).
+        num_tokens_global: divisor (global valid-token count); default this call's mask.sum().
+    Returns the scalar loss and the detached per-position divergence [B, T].
+    """
+    _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    kw, topk_ids, w = _weights_and_kwargs(divergence_kwargs, weights_B_T, mask_B_T)
+    B, T, H = student_hidden_B_T_H.shape
+    idx = mask_B_T.reshape(-1).bool().nonzero().squeeze(1)
+    denom = float(idx.numel() if num_tokens_global is None else num_tokens_global)
+    coef_N = w.reshape(-1)[idx].to(torch.float64) / max(denom, 1.0)
+    loss, per_pos_N = _ChunkedDistill.apply(
+        student_hidden_B_T_H.reshape(-1, H)[idx], weight_V_H, bias_V, coef_N,
+        {k: v.detach().reshape(-1, H)[idx] for k, v in target_hidden.items()}, target_fn, kw,
+        None if topk_ids is None else topk_ids.reshape(B * T, -1)[idx], logit_softcap, chunk_size,
+    )
+    per_pos = per_pos_N.new_zeros(B * T).index_put((idx,), per_pos_N).view(B, T)
+    return DistillLossOutput(loss, per_pos)
+
+
+def direct_distill_loss(
+    student_hidden_B_T_H: Tensor,
+    weight_V_H: Tensor,
+    *,
+    target_hidden: Mapping[str, Tensor],
+    target_fn: TargetFn,
+    mask_B_T: Tensor,
+    divergence_kwargs: Mapping | None = None,
+    weights_B_T: Tensor | None = None,
+    bias_V: Tensor | None = None,
+    logit_softcap: float | None = None,
+    num_tokens_global: int | float | Tensor | None = None,
+) -> DistillLossOutput:
+    """Reference path with the same contract as :func:`chunked_distill_loss`: materialises every
+    role's [B, T, V] logits at once. For tests, benchmarks and short sequences."""
+    _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H)
+    kw, topk_ids, w = _weights_and_kwargs(divergence_kwargs, weights_B_T, mask_B_T)
+    if topk_ids is not None:
+        kw["topk_ids"] = topk_ids
+    s_logits = project(student_hidden_B_T_H, weight_V_H, bias_V, logit_softcap)
+    with torch.no_grad():
+        logits = {k: project(v, weight_V_H, bias_V, logit_softcap) for k, v in target_hidden.items()}
+        target = target_fn({**logits, "student": s_logits.detach()})
+    div = generalized_jsd(s_logits, target, mask=mask_B_T, **kw)
+    loss = token_mean(div * w.to(div.dtype), mask_B_T, num_tokens_global=num_tokens_global)
+    return DistillLossOutput(loss, div.detach())
