@@ -1,0 +1,29 @@
+"""One renderer for every role: chat-templated prompt ids and aligned scoring batches."""
+
+from selfdistill.contexts.batch import AlignmentError, Dropped, ScoringBatch, check_alignment
+from selfdistill.contexts.config import (
+    ROLES,
+    ContextConfig,
+    ContextError,
+    ContextLengthError,
+    RoleOptions,
+    ThinkBoundaryError,
+)
+from selfdistill.contexts.prompts import choose_siblings, strip_think
+from selfdistill.contexts.render import Renderer
+
+__all__ = [
+    "ROLES",
+    "AlignmentError",
+    "ContextConfig",
+    "ContextError",
+    "ContextLengthError",
+    "Dropped",
+    "Renderer",
+    "RoleOptions",
+    "ScoringBatch",
+    "ThinkBoundaryError",
+    "check_alignment",
+    "choose_siblings",
+    "strip_think",
+]

@@ -1,0 +1,86 @@
+"""Configuration and errors of the context renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from selfdistill.contexts.prompts import TRANSITIONS
+
+ROLES = ("student", "teacher", "refonly", "base", "reprompt", "blank")
+Role = Literal["student", "teacher", "refonly", "base", "reprompt", "blank"]
+
+
+class ContextError(ValueError):
+    """A row cannot be rendered for a role (missing field, bad response ids, ...)."""
+
+
+class ContextLengthError(ContextError):
+    """Prompt + response is longer than ``ContextConfig.max_length`` (never truncated)."""
+
+
+class ThinkBoundaryError(ContextError):
+    """``think_boundary="own"`` but a role's generation prompt differs from the student's."""
+
+
+@dataclass(frozen=True)
+class RoleOptions:
+    """Chat-template options of one role.
+
+    Attributes:
+        enable_thinking: passed to the template as ``enable_thinking`` (Qwen3 style) unless None.
+        system_prompt: a system message put first, or None for the template's default.
+    """
+
+    enable_thinking: bool | None = None
+    system_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """How every role is rendered.
+
+    Attributes:
+        transition: OPSD transition text, "hardened" (default) or "mild" (paper v1).
+        roles: per-role template options; roles not listed use ``RoleOptions()``.
+        max_length: prompt + response tokens allowed. None: the tokenizer's ``model_max_length``
+            when it is a real limit (< 10**7), else the renderer refuses to start.
+        over_length: "error" (raise ContextLengthError) or "drop" (skip the row, report it).
+        strip_think: remove ``<think>`` blocks from SDPO sibling solutions (c = s without think).
+        think_boundary: "student_prefix" (every role ends its prompt with the student's exact
+            generation-prompt tokens) or "own" (each role keeps its template output; the
+            generation-prompt tokens must equal the student's, else ThinkBoundaryError).
+        blank_text: the user turn of the "blank" control role.
+        chat_template: a jinja chat template that replaces the tokenizer's own, or None.
+    """
+
+    transition: Literal["hardened", "mild"] = "hardened"
+    roles: dict[str, RoleOptions] = field(default_factory=dict)
+    max_length: int | None = None
+    over_length: Literal["error", "drop"] = "error"
+    strip_think: bool = False
+    think_boundary: Literal["student_prefix", "own"] = "student_prefix"
+    blank_text: str = ""
+    chat_template: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("transition", self.transition, tuple(TRANSITIONS))
+        _check_choice("over_length", self.over_length, ("error", "drop"))
+        _check_choice("think_boundary", self.think_boundary, ("student_prefix", "own"))
+        for role, options in self.roles.items():
+            _check_choice("roles key", role, ROLES)
+            if not isinstance(options, RoleOptions):
+                raise ContextError(
+                    f"ContextConfig.roles[{role!r}] must be RoleOptions, got {type(options).__name__}"
+                )
+        if self.max_length is not None and self.max_length <= 0:
+            raise ContextError(f"ContextConfig.max_length must be positive, got {self.max_length}")
+
+    def options(self, role: str) -> RoleOptions:
+        """The template options of ``role`` (defaults when not configured)."""
+        return self.roles.get(role, RoleOptions())
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ContextError(f"ContextConfig.{name}={value!r} is not one of {', '.join(choices)}")
