@@ -1,0 +1,83 @@
+"""Load a causal LM and its tokenizer from an alias, a local folder or a Hugging Face hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from selfdistill.models.aliases import ALIASES, alias_path
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be found or fetched; the message says what to do instead."""
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    gradient_checkpointing: bool = False,
+    device: str | torch.device | None = None,
+):
+    """Load ``(model, tokenizer)`` ready for training and left-padded generation.
+
+    Args:
+        name_or_path: an alias (``tiny-random``, ``smollm2-135m``), a local checkpoint folder
+            (safetensors preferred) or a hub id such as ``HuggingFaceTB/SmolLM2-135M-Instruct``.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (the checkpoint's dtype).
+        trust_remote_code: run model code shipped with the checkpoint. Off unless asked.
+        gradient_checkpointing: recompute activations in backward (non-reentrant) to save memory.
+        device: move the model there (default: stay on CPU, where it is loaded).
+
+    Returns:
+        The model in train mode and its tokenizer with ``padding_side="left"`` and a pad token
+        (the eos token when the tokenizer has none: pads are masked out by the attention mask and
+        responses are cut at the first eos, so sharing the id is safe).
+
+    Raises:
+        ModelLoadError: the checkpoint is neither an alias, a local folder nor fetchable from the hub.
+        ValueError: unknown ``dtype``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES) + ['auto']}")
+    source = str(alias_path(str(name_or_path)) if str(name_or_path) in ALIASES else name_or_path)
+    torch_dtype = "auto" if dtype == "auto" else DTYPES[dtype]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        if Path(source).is_dir():
+            raise ModelLoadError(f"could not load the checkpoint folder {source}: {error}") from error
+        raise ModelLoadError(_not_found_message(source, error)) from error
+
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # the cache is useless (and warned about) while training
+    if device is not None:
+        model.to(device)
+    model.train()
+    return model, tokenizer
+
+
+def _not_found_message(source: str, error: Exception) -> str:
+    return (
+        f"could not fetch the model {source!r} (not a local folder, and the Hugging Face hub "
+        f"is unreachable or has no such repository: {type(error).__name__}). Fix: pass a local "
+        f"checkpoint folder (config.json + *.safetensors + tokenizer files), or one of the "
+        f"built-in offline aliases {sorted(ALIASES)}, or download it first on a machine with "
+        f"network access (huggingface-cli download {source} --local-dir DIR)."
+    )

@@ -1,0 +1,251 @@
+"""Teacher handles: which weights score the teacher contexts.
+
+Every mode has one interface. ``hidden(...)`` / ``logits(...)`` take a renderer batch
+(``ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T``) and run under
+``torch.no_grad()`` in eval mode (dropout off; the previous train flags are restored).
+``after_step(student)`` is called by the trainer after every optimizer step.
+``state_dict()`` / ``load_state_dict()`` checkpoint whatever the mode owns.
+
+Modes (``make_teacher(model, mode, ...)``):
+  fixed         the initial model. With LoRA: the same model with the adapter disabled (no copy).
+                Without LoRA: a frozen deep copy made at construction (its weights are in
+                ``state_dict()`` so a resumed run keeps the original teacher).
+  ema(rate)     an exponential moving average of the trainable parameters only (LoRA weights, or
+                every parameter in a full fine-tune), kept in float32 and swapped into the model
+                for teacher passes: after each step ``ema = (1 - rate) * ema + rate * student``.
+  live          the current weights, without gradients.
+  trust_region(r)  ``lerp(ref_logits, student_logits, r) = ref + r * (student - ref)`` with ref
+                the fixed teacher. It needs the student's logits on the teacher context, so
+                ``logits(..., student_logits_B_T_V=...)`` takes them (detached inside); chunked
+                callers use ``hidden()`` / ``output_weight()`` (the reference's) and ``mix()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from selfdistill.models.forward import eval_mode, logits_from_hidden, output_weight, response_hidden
+from selfdistill.models.lora import is_lora
+
+TEACHER_MODES = ("fixed", "ema", "live", "trust_region")
+
+
+class Teacher:
+    """Base class: subclasses say which module (and weights) a teacher pass runs in ``_weights``."""
+
+    mode = "live"
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @contextmanager
+    def _weights(self) -> Iterator[nn.Module]:
+        yield self.model
+
+    def hidden(
+        self,
+        ids_B_L: torch.Tensor,
+        attention_mask_B_L: torch.Tensor,
+        position_ids_B_L: torch.Tensor,
+        response_start: int,
+        T: int,
+    ) -> torch.Tensor:
+        """Teacher hidden states ``hidden_B_T_H`` at the response-predicting columns (no grad)."""
+        with torch.no_grad(), self._weights() as module, eval_mode(module):
+            return response_hidden(
+                module, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
+            )
+
+    def output_weight(self) -> torch.Tensor:
+        """The teacher's output projection ``W_V_H`` (detached), to pair with ``hidden``."""
+        with self._weights() as module:
+            weight_V_H = output_weight(module).detach()
+            # a swapped-in tensor is only borrowed: copy it before the swap is undone
+            return weight_V_H.clone() if self._swaps() else weight_V_H
+
+    def logits(
+        self,
+        ids_B_L: torch.Tensor,
+        attention_mask_B_L: torch.Tensor,
+        position_ids_B_L: torch.Tensor,
+        response_start: int,
+        T: int,
+        *,
+        student_logits_B_T_V: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher logits ``logits_B_T_V`` (no grad). ``student_logits_B_T_V`` is used by trust_region only."""
+        with torch.no_grad(), self._weights() as module, eval_mode(module):
+            hidden_B_T_H = response_hidden(
+                module, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
+            )
+            return logits_from_hidden(module, hidden_B_T_H)
+
+    def after_step(self, student: nn.Module) -> None:
+        """Hook called after each optimizer step (EMA update); a no-op for most modes."""
+
+    def state_dict(self) -> dict:
+        return {"mode": self.mode}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("mode") != self.mode:
+            raise ValueError(
+                f"teacher checkpoint has mode {state.get('mode')!r} but this run uses {self.mode!r}"
+            )
+
+    def _swaps(self) -> bool:
+        return False
+
+
+class LiveTeacher(Teacher):
+    """The current weights, no gradients."""
+
+    mode = "live"
+
+
+class FixedTeacher(Teacher):
+    """The model as it was at construction: adapter disabled (LoRA) or a frozen copy (full FT)."""
+
+    mode = "fixed"
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        self.frozen: nn.Module | None = None
+        if not is_lora(model):
+            self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @contextmanager
+    def _weights(self) -> Iterator[nn.Module]:
+        if self.frozen is not None:
+            yield self.frozen
+        else:
+            with self.model.disable_adapter():
+                yield self.model
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.frozen is not None:
+            state["frozen"] = {k: v.clone() for k, v in self.frozen.state_dict().items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.frozen is not None:
+            if "frozen" not in state:
+                raise ValueError("fixed teacher checkpoint has no frozen weights (saved with LoRA?)")
+            self.frozen.load_state_dict(state["frozen"])
+
+
+class EmaTeacher(Teacher):
+    """EMA of the trainable parameters, kept in float32, swapped in for teacher passes."""
+
+    mode = "ema"
+
+    def __init__(self, model: nn.Module, rate: float):
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"ema rate={rate}: must be in (0, 1], e.g. 0.05 (SDPO) or 0.001")
+        super().__init__(model)
+        self.rate = rate
+        self.ema = {
+            name: p.detach().to(torch.float32).clone()
+            for name, p in model.named_parameters()
+            if p.requires_grad
+        }
+        if not self.ema:
+            raise ValueError("ema teacher: the model has no trainable parameters to average")
+
+    def _swaps(self) -> bool:
+        return True
+
+    @contextmanager
+    def _weights(self) -> Iterator[nn.Module]:
+        params = dict(self.model.named_parameters())
+        saved = {}
+        with torch.no_grad():
+            try:
+                for name, value in self.ema.items():
+                    saved[name] = params[name].data
+                    params[name].data = value.to(params[name].dtype)
+                yield self.model
+            finally:
+                for name, data in saved.items():
+                    params[name].data = data
+
+    def after_step(self, student: nn.Module) -> None:
+        """``ema <- (1 - rate) * ema + rate * student`` for every tracked parameter."""
+        params = dict(_unwrap(student).named_parameters())
+        with torch.no_grad():
+            for name, value in self.ema.items():
+                value.lerp_(params[name].detach().to(torch.float32), self.rate)
+
+    def state_dict(self) -> dict:
+        ema = {name: value.clone() for name, value in self.ema.items()}
+        return {**super().state_dict(), "rate": self.rate, "ema": ema}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if set(state["ema"]) != set(self.ema):
+            raise ValueError("ema teacher checkpoint tracks different parameters than this model")
+        for name, value in state["ema"].items():
+            self.ema[name].copy_(value)
+
+
+class TrustRegionTeacher(FixedTeacher):
+    """``lerp(ref_logits, student_logits, r)`` with ref the fixed teacher."""
+
+    mode = "trust_region"
+
+    def __init__(self, model: nn.Module, r: float):
+        if not 0.0 <= r <= 1.0:
+            raise ValueError(f"trust_region r={r}: must be in [0, 1]")
+        super().__init__(model)
+        self.r = r
+
+    def mix(self, ref_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+        """``ref + r * (student - ref)``; the student logits are detached."""
+        return torch.lerp(ref_logits, student_logits.detach().to(ref_logits.dtype), self.r)
+
+    def logits(self, *batch, student_logits_B_T_V: torch.Tensor | None = None) -> torch.Tensor:
+        if student_logits_B_T_V is None:
+            raise ValueError(
+                "trust_region teacher needs student_logits_B_T_V: the student's logits on the "
+                "teacher context (same batch, same response columns)"
+            )
+        ref_B_T_V = super().logits(*batch)
+        if student_logits_B_T_V.shape != ref_B_T_V.shape:
+            raise ValueError(
+                f"student_logits_B_T_V has shape {tuple(student_logits_B_T_V.shape)}, "
+                f"the teacher's is {tuple(ref_B_T_V.shape)}"
+            )
+        return self.mix(ref_B_T_V, student_logits_B_T_V)
+
+
+def make_teacher(
+    model: nn.Module, mode: str = "fixed", *, rate: float | None = None, r: float | None = None
+) -> Teacher:
+    """Build a teacher handle for ``model`` (the student, LoRA-wrapped or not).
+
+    ``rate`` is required for ``ema``, ``r`` for ``trust_region``.
+    """
+    if mode == "fixed":
+        return FixedTeacher(model)
+    if mode == "live":
+        return LiveTeacher(model)
+    if mode == "ema":
+        if rate is None:
+            raise ValueError("teacher mode 'ema' needs rate (e.g. 0.05)")
+        return EmaTeacher(model, rate)
+    if mode == "trust_region":
+        if r is None:
+            raise ValueError("teacher mode 'trust_region' needs r (e.g. 0.5)")
+        return TrustRegionTeacher(model, r)
+    raise ValueError(f"teacher mode {mode!r}: use one of {TEACHER_MODES}")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module under a DistributedDataParallel wrapper (accelerate's multi-process case)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
