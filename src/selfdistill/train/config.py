@@ -1,0 +1,509 @@
+"""Training configuration: dataclasses with help text, YAML recipes, ``key=value`` overrides.
+
+A recipe is a YAML file whose top-level keys are the sections below (``model``, ``lora``,
+``data``, ``contexts``, ``sampling``, ``method``, ``objective``, ``optimizer``, ``schedule``,
+``checkpoint``, ``logging``) plus the global keys ``output_dir``, ``seed`` and ``resume``.
+Overrides are ``dotted.key=value`` strings. Three shorthands keep command lines short:
+
+- a section name with a scalar sets its primary field: ``model=tiny-random`` is
+  ``model.name=tiny-random``, ``data=gsm8k-100`` is ``data.spec=...``, ``method=grpo`` is
+  ``method.name=grpo``;
+- a bare field name that exists in exactly one section resolves to it: ``max_steps=3`` is
+  ``schedule.max_steps=3``; an ambiguous one (``temperature``) is refused with the candidates;
+- values are parsed as YAML and then coerced to the field's declared type (``lr=5e-6`` is a float).
+
+Everything here is checked before any model loads (:func:`validate`); the checks that need data
+or a vocabulary live in :func:`validate_examples` and :func:`validate_vocab`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("opsd", "purified-opsd", "sdpo", "grpo", "srpo")
+GROUP_METHODS = ("sdpo", "grpo", "srpo")  # need n > 1 rollouts per prompt and rewards
+REFERENCE_METHODS = ("opsd", "purified-opsd")  # need a reference solution per example
+TEACHERS = ("fixed", "ema", "live", "trust_region")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key and the fix."""
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("smollm2-135m", "hub id, local folder, or alias (tiny-random, smollm2-135m)")
+    dtype: str = _f("bfloat16", "weight dtype", ("float32", "bfloat16", "float16"))
+    trust_remote_code: bool = _f(False, "allow custom model code from the hub")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = _f(True, "train a LoRA adapter (the teacher is the adapter-off base)")
+    r: int = _f(64, "LoRA rank")
+    alpha: int = _f(128, "LoRA alpha (scale = alpha / r)")
+    dropout: float = _f(0.0, "LoRA dropout")
+    target_modules: list = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "module names that get an adapter",
+    )
+
+
+@dataclass
+class DataConfig:
+    spec: str = _f("gsm8k-100", "offline name (gsm8k-100, champ, rg:<task>), local file or hub id")
+    split: typing.Optional[str] = _f(None, "dataset split (hub / multi-split sources)")
+    limit: typing.Optional[int] = _f(None, "use only the first N examples")
+    on_bad_rows: str = _f("error", "what to do with invalid rows", ("error", "skip"))
+    shuffle: bool = _f(True, "reshuffle the examples every epoch (seeded by data_seed + epoch)")
+    data_seed: int = _f(0, "seed of the per-epoch shuffle")
+
+
+@dataclass
+class SamplingConfig:
+    rollouts_per_prompt: int = _f(1, "n: rollouts sampled per prompt (a group for sdpo/grpo/srpo)")
+    max_new_tokens: int = _f(1024, "maximum sampled response length in tokens")
+    temperature: float = _f(1.1, "sampling temperature (0 = greedy); not the distillation tau")
+    top_p: float = _f(0.95, "nucleus sampling mass")
+    top_k: int = _f(20, "sample only among the top-k tokens (0 = off)")
+
+
+@dataclass
+class MethodConfig:
+    name: str = _f("opsd", "training method", METHODS)
+    teacher: str = _f(
+        "fixed", "teacher weights: fixed (initial policy), ema, live (current), trust_region", TEACHERS
+    )
+    ema_rate: float = _f(0.05, "EMA teacher: fraction of the student mixed in after each step")
+    trust_region_mix: float = _f(0.5, "trust_region teacher: lerp(ref_logits, student_logits, r)")
+    anchor: str = _f("base", "purified-opsd anchor P_0: frozen base pass or detached student",
+                     ("base", "student"))
+    diagnostics: bool = _f(False, "opsd: also log the Purified OPSD PMI diagnostics (2 extra passes)")
+    entropy_beta: float = _f(1.0, "srpo: distillation token weight exp(-beta_H * H_teacher)")
+    antisd: bool = _f(False, "grpo: anti-self-distillation advantage (arXiv 2605.11609)")
+    antisd_lambda: float = _f(0.1, "anti-sd: weight of sg(phi(u_t)) in the advantage")
+    antisd_entropy_gate: float = _f(0.93, "anti-sd: off while teacher entropy < gate x warm-up level")
+
+
+@dataclass
+class ObjectiveConfig:
+    beta: float = _f(0.5, "generalized JSD weight (0 forward KL, 1 reverse KL); SDPO's alpha is the same number")
+    temperature: float = _f(1.0, "distillation temperature tau applied to every logit set")
+    token_clip: typing.Optional[float] = _f(None, "clamp each vocabulary term of the divergence at this value (OPSD 0.05)")
+    support: str = _f("full", "divergence support", ("full", "teacher_topk", "student_topk"))
+    topk: int = _f(100, "size of a top-k support")
+    tail: bool = _f(True, "add a tail bucket holding the mass outside the top-k")
+    purified_beta: float = _f(1.0, "purified-opsd: KL strength beta of P* ∝ P_0 exp(Δ_it / beta)")
+    purified_clip: float = _f(10.0, "purified-opsd: soft clip c of c*tanh(Δ/c)")
+    purified_center: bool = _f(True, "purified-opsd: centre Δ over the vocabulary before the clip")
+    eps_low: float = _f(0.2, "grpo/srpo: lower clip of the importance ratio")
+    eps_high: float = _f(0.28, "grpo/srpo: upper clip (DAPO clip-higher)")
+    adv_std_norm: bool = _f(False, "grpo/srpo: divide group advantages by the group std")
+    aggregation: str = _f("token", "loss mean over all tokens of the global batch, or per sequence",
+                          ("token", "sequence"))
+    loss_chunk_size: int = _f(0, "positions per chunk in the chunked loss path (0 = unchunked)")
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = _f(5e-6, "AdamW peak learning rate")
+    weight_decay: float = _f(0.0, "AdamW decoupled weight decay")
+    adam_beta1: float = _f(0.9, "AdamW beta1")
+    adam_beta2: float = _f(0.999, "AdamW beta2")
+    adam_eps: float = _f(1e-8, "AdamW epsilon")
+    max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 = no clipping)")
+
+
+@dataclass
+class ScheduleConfig:
+    max_steps: int = _f(100, "optimizer steps to run")
+    prompts_per_step: int = _f(32, "prompts per optimizer step (global, all processes)")
+    micro_batch_size: int = _f(8, "rollouts per forward/backward micro-batch (per process)")
+    warmup_steps: int = _f(0, "linear learning-rate warm-up steps")
+    decay: str = _f("constant", "learning-rate shape after warm-up", ("constant", "cosine"))
+    min_lr_ratio: float = _f(0.0, "cosine: final lr as a fraction of the peak")
+    max_nonfinite_steps: int = _f(3, "stop after this many skipped non-finite steps in a row")
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = _f(50, "save a checkpoint every N steps (and at the last step)")
+    keep_last: int = _f(2, "number of checkpoints kept on disk")
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = _f(True, "write TensorBoard events under output_dir/tb")
+    wandb: bool = _f(False, "also log to Weights & Biases (pip install wandb)")
+    trackio: bool = _f(False, "also log to trackio (pip install trackio)")
+    project: str = _f("selfdistill", "wandb / trackio project name")
+    progress: bool = _f(True, "show a tqdm progress bar")
+    rewards_for_all: bool = _f(True, "score accuracy for every method when answers exist")
+    reward_timeout_s: float = _f(5.0, "math-verify time limit per response")
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "lora": LoraConfig,
+    "data": DataConfig,
+    "sampling": SamplingConfig,
+    "method": MethodConfig,
+    "objective": ObjectiveConfig,
+    "optimizer": OptimizerConfig,
+    "schedule": ScheduleConfig,
+    "checkpoint": CheckpointConfig,
+    "logging": LoggingConfig,
+}
+PRIMARY = {"model": "name", "data": "spec", "method": "name"}
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = _f("runs/selfdistill", "where metrics, config.yaml and checkpoints go")
+    seed: int = _f(0, "seed of sampling, data order and initialisation")
+    resume: bool = _f(False, "continue from the newest complete checkpoint in output_dir")
+    contexts: dict = _f({}, "options passed to selfdistill.contexts.ContextConfig")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes bundled with the package (``selfdistill/recipes/*.yaml``)."""
+    folder = resources.files("selfdistill") / "recipes"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_text(name_or_path: str) -> str:
+    """YAML text of a bundled recipe name or of a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"recipe file {path} does not exist")
+        return path.read_text()
+    resource = resources.files("selfdistill") / "recipes" / f"{name_or_path}.yaml"
+    if not resource.is_file():
+        raise ConfigError(
+            f"unknown recipe {name_or_path!r}: give a YAML path or one of {', '.join(recipe_names())}"
+        )
+    return resource.read_text()
+
+
+def load_config(recipe: str | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
+    """Build and validate a config from a recipe (bundled name or YAML path) and overrides."""
+    raw: dict = {}
+    if recipe is not None:
+        raw = yaml.safe_load(recipe_text(recipe)) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"recipe {recipe!r} must be a YAML mapping of sections")
+    cfg = from_dict(raw)
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def from_dict(raw: dict) -> TrainConfig:
+    """A TrainConfig from a nested mapping; unknown keys and wrong types raise ConfigError."""
+    cfg = TrainConfig()
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                _set(cfg, [key], value)  # shorthand: model: tiny-random
+                continue
+            for sub, v in value.items():
+                _set(cfg, [key, sub], v)
+        else:
+            _set(cfg, [key], value)
+    return cfg
+
+
+def apply_overrides(cfg: TrainConfig, overrides: typing.Sequence[str]) -> None:
+    """Apply ``key=value`` strings in order (later wins)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. max_steps=3)")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        _set(cfg, resolve_key(key.strip()), value)
+
+
+def all_keys() -> list[str]:
+    """Every dotted key a recipe or override may set."""
+    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in SECTIONS]
+    for name, cls in SECTIONS.items():
+        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def resolve_key(key: str) -> list[str]:
+    """Dotted path for an override key, applying the shorthands of the module docstring."""
+    parts = key.split(".")
+    if len(parts) > 1:
+        return parts
+    top = {f.name for f in dataclasses.fields(TrainConfig)}
+    if key in top:
+        return [key]
+    owners = [s for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    if len(owners) == 1:
+        return [owners[0], key]
+    if len(owners) > 1:
+        raise ConfigError(
+            f"key {key!r} is ambiguous: write one of {', '.join(f'{o}.{key}' for o in owners)}"
+        )
+    raise ConfigError(_unknown(key))
+
+
+def _unknown(key: str) -> str:
+    keys = all_keys()
+    close = difflib.get_close_matches(key, keys + [k.split(".")[-1] for k in keys], n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown config key {key!r}{hint} (selfdistill train --print-config lists every key)"
+
+
+def _set(cfg: TrainConfig, path: list[str], value: Any) -> None:
+    if len(path) == 1 and path[0] in SECTIONS and not isinstance(value, dict):
+        if path[0] not in PRIMARY:
+            raise ConfigError(f"section {path[0]!r} needs a mapping or a dotted key like {path[0]}.x=...")
+        path = [path[0], PRIMARY[path[0]]]
+    obj: Any = cfg
+    for part in path[:-1]:
+        if part not in SECTIONS or obj is not cfg:
+            raise ConfigError(_unknown(".".join(path)))
+        obj = getattr(obj, part)
+    name = path[-1]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        raise ConfigError(_unknown(".".join(path)))
+    if obj is cfg and name in SECTIONS:
+        if not isinstance(value, dict):
+            raise ConfigError(f"section {name!r} must be a mapping")
+        for sub, v in value.items():
+            _set(cfg, [name, sub], v)
+        return
+    hint = typing.get_type_hints(type(obj))[name]
+    setattr(obj, name, _coerce(value, hint, ".".join(path)))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, args[0], key)
+    bad = ConfigError(f"{key} must be of type {getattr(hint, '__name__', hint)}, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise bad
+    if hint is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if hint is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if hint is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise bad
+        return str(value)
+    if hint is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise bad
+        return list(value)
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    raise bad
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject impossible configurations before any model is loaded. Raises ConfigError."""
+    errors: list[str] = []
+    for section in [cfg] + [getattr(cfg, s) for s in SECTIONS]:
+        prefix = "" if section is cfg else next(s for s in SECTIONS if getattr(cfg, s) is section) + "."
+        for f in dataclasses.fields(section):
+            choices = f.metadata.get("choices")
+            value = getattr(section, f.name)
+            if choices and value not in choices:
+                errors.append(f"{prefix}{f.name}={value!r} is not valid; choose one of {', '.join(choices)}")
+    m, s, o, sch = cfg.method, cfg.sampling, cfg.objective, cfg.schedule
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            errors.append(msg)
+
+    if m.name in GROUP_METHODS:
+        need(s.rollouts_per_prompt > 1,
+             f"method {m.name} compares rollouts within a group: set sampling.rollouts_per_prompt "
+             f">= 2 (the recipe uses 8), got {s.rollouts_per_prompt}")
+    need(s.rollouts_per_prompt >= 1, "sampling.rollouts_per_prompt must be >= 1")
+    need(s.max_new_tokens >= 1, "sampling.max_new_tokens must be >= 1")
+    need(s.temperature >= 0, "sampling.temperature must be >= 0 (0 = greedy)")
+    need(0 < s.top_p <= 1, "sampling.top_p must be in (0, 1]")
+    need(s.top_k >= 0, "sampling.top_k must be >= 0 (0 = off)")
+    need(0 <= o.beta <= 1, f"objective.beta must be in [0, 1], got {o.beta}")
+    need(o.temperature > 0, "objective.temperature (tau) must be > 0")
+    need(o.token_clip is None or o.token_clip > 0, "objective.token_clip must be > 0 or null")
+    need(o.topk >= 1, "objective.topk must be >= 1")
+    need(o.purified_beta > 0, "objective.purified_beta must be > 0")
+    need(o.purified_clip > 0, "objective.purified_clip must be > 0")
+    need(0 <= o.eps_low < 1 and o.eps_high >= 0, "objective.eps_low must be in [0, 1), eps_high >= 0")
+    need(o.loss_chunk_size >= 0, "objective.loss_chunk_size must be >= 0 (0 = unchunked)")
+    need(0 < m.ema_rate <= 1, "method.ema_rate must be in (0, 1]")
+    need(0 <= m.trust_region_mix <= 1, "method.trust_region_mix must be in [0, 1]")
+    if m.name == "purified-opsd":
+        need(m.teacher == "fixed",
+             "purified-opsd scores teacher, reference-only and base with the frozen initial "
+             f"weights: method.teacher must be fixed, got {m.teacher}")
+    if m.name == "grpo":
+        need(m.teacher == "fixed", "grpo has no teacher: leave method.teacher=fixed")
+    if m.diagnostics:
+        need(m.name == "opsd", "method.diagnostics is for opsd (purified-opsd always logs them)")
+    if m.antisd:
+        need(m.name == "grpo", "method.antisd modifies the GRPO advantage: use it with method=grpo")
+    need(cfg.optimizer.lr > 0, "optimizer.lr must be > 0")
+    need(cfg.optimizer.max_grad_norm >= 0, "optimizer.max_grad_norm must be >= 0 (0 = off)")
+    need(sch.max_steps >= 1, "schedule.max_steps must be >= 1")
+    need(sch.prompts_per_step >= 1, "schedule.prompts_per_step must be >= 1")
+    need(sch.micro_batch_size >= 1, "schedule.micro_batch_size must be >= 1")
+    need(sch.warmup_steps >= 0, "schedule.warmup_steps must be >= 0")
+    need(sch.max_nonfinite_steps >= 1, "schedule.max_nonfinite_steps must be >= 1")
+    need(0 <= sch.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]")
+    need(cfg.checkpoint.every >= 1, "checkpoint.every must be >= 1")
+    need(cfg.checkpoint.keep_last >= 1, "checkpoint.keep_last must be >= 1")
+    need(cfg.lora.r >= 1 and cfg.lora.alpha > 0, "lora.r must be >= 1 and lora.alpha > 0")
+    if cfg.contexts:
+        errors += _context_errors(cfg.contexts)
+    if errors:
+        raise ConfigError("invalid training config:\n  - " + "\n  - ".join(errors))
+
+
+def _context_errors(options: dict) -> list[str]:
+    try:
+        from selfdistill.contexts import ContextConfig
+    except ImportError:
+        return []
+    names = {f.name for f in dataclasses.fields(ContextConfig)}
+    return [
+        f"contexts.{k} is not a ContextConfig option; valid: {', '.join(sorted(names))}"
+        for k in options
+        if k not in names
+    ]
+
+
+def check_world(cfg: TrainConfig, num_processes: int) -> None:
+    """The global batch must split evenly over processes."""
+    if cfg.schedule.prompts_per_step % num_processes:
+        raise ConfigError(
+            f"schedule.prompts_per_step={cfg.schedule.prompts_per_step} must be divisible by the "
+            f"number of processes ({num_processes})"
+        )
+
+
+def validate_examples(cfg: TrainConfig, examples: typing.Sequence) -> None:
+    """Checks that need the data (run after loading it, before the model loads)."""
+    if not examples:
+        raise ConfigError(f"data.spec={cfg.data.spec!r} gave no examples")
+    name = cfg.method.name
+    if name in REFERENCE_METHODS or cfg.method.diagnostics:
+        missing = [getattr(e, "origin", "") or e.id for e in examples if not e.solution]
+        if missing:
+            raise ConfigError(
+                f"method {name} needs a reference solution for every example; "
+                f"{len(missing)} of {len(examples)} have none (first: {', '.join(missing[:3])}). "
+                "Map a solution column (data docs) or use a method that needs no reference (sdpo, grpo, srpo)."
+            )
+    if name in GROUP_METHODS:
+        missing = [getattr(e, "origin", "") or e.id for e in examples if not e.answer]
+        if missing:
+            raise ConfigError(
+                f"method {name} rewards rollouts against a gold answer; {len(missing)} of "
+                f"{len(examples)} examples have none (first: {', '.join(missing[:3])})"
+            )
+
+
+def validate_vocab(cfg: TrainConfig, vocab_size: int) -> None:
+    """Checks that need the vocabulary size (run once the tokenizer/model config is known)."""
+    o = cfg.objective
+    if o.support != "full" and o.topk > vocab_size:
+        raise ConfigError(
+            f"objective.topk={o.topk} is larger than the vocabulary ({vocab_size}); "
+            f"set objective.topk <= {vocab_size} or objective.support=full"
+        )
+
+
+def describe() -> str:
+    """Every key with its default and help text (for ``--print-config`` and the docs)."""
+    lines = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SECTIONS:
+            continue
+        lines.append(f"{f.name}: {f.default if f.default is not dataclasses.MISSING else '{}'}  # {f.metadata['help']}")
+    for name, cls in SECTIONS.items():
+        lines.append(f"{name}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            choice = f" [{'|'.join(f.metadata['choices'])}]" if "choices" in f.metadata else ""
+            lines.append(f"  {f.name}: {default}  # {f.metadata['help']}{choice}")
+    return "\n".join(lines)
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
