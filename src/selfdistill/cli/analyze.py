@@ -1,0 +1,99 @@
+"""`selfdistill analyze {markers,richness,token-kl,judge}`: each writes markdown + CSV tables and
+PNG plots into --output-dir. See docs/analysis.md for what each measures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("analyze", help="epistemic-marker and distillation analyses",
+                              description=__doc__)
+    sub = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+
+    m = sub.add_parser("markers", help="marker counts/rates per samples file and word-frequency shift")
+    m.add_argument("files", nargs="+", help="samples JSONL files (e.g. eval samples.jsonl); with two or "
+                   "more, the frequency shift compares the last file against the first")
+    m.add_argument("--text-field", default="response", help="JSON field holding the response text")
+    m.add_argument("--tokenizer", default=None, help="model/tokenizer to count tokens of rows "
+                   "without num_tokens")
+    m.add_argument("--alpha", type=float, default=0.5, help="add-alpha smoothing of word frequencies")
+    m.add_argument("--min-count", type=int, default=3, help="words seen fewer times are left out")
+    _output(m)
+    m.set_defaults(_analysis=_run_markers)
+
+    r = sub.add_parser("richness", help="generation under four conditioning contexts (Kim et al. Table 1)")
+    _model_data(r)
+    r.add_argument("--settings", default="unguided,full,no_think,regenerated",
+                   help="comma list from unguided,full,no_think,regenerated")
+    _output(r)
+    r.set_defaults(_analysis=_run_richness)
+
+    t = sub.add_parser("token-kl", help="per-token student-teacher KL, per marker variant, PMI diagnostics")
+    _model_data(t)
+    t.add_argument("--samples", default=None, help="samples JSONL (response, problem_id) to score; "
+                   "default: generate one response per problem with the student prompt")
+    _output(t)
+    t.set_defaults(_analysis=_run_token_kl)
+    return p
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", required=True, help="folder for tables (.md, .csv) and PNGs")
+
+
+def _model_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model id, local dir, checkpoint dir or alias")
+    p.add_argument("--data", required=True, help="data spec (offline name, local file, hub id)")
+    p.add_argument("--split", default=None)
+    p.add_argument("--limit", type=int, default=4, help="number of problems")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--thinking", choices=["on", "off"], default="off",
+                   help="chat-template thinking switch for models that have one")
+
+
+def run(args: argparse.Namespace) -> int:
+    os.makedirs(args.output_dir, exist_ok=True)
+    return int(args._analysis(args) or 0)
+
+
+def _run_markers(args: argparse.Namespace) -> int:
+    from selfdistill.analysis.marker_files import analyze_marker_files
+    from selfdistill.analysis.tables import markdown_table
+
+    count_tokens = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        from selfdistill.models import ALIASES, alias_path
+
+        name = args.tokenizer
+        tok = AutoTokenizer.from_pretrained(str(alias_path(name)) if name in ALIASES else name)
+        count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    result = analyze_marker_files(args.files, args.output_dir, text_field=args.text_field,
+                                  alpha=args.alpha, min_count=args.min_count, count_tokens=count_tokens)
+    print(markdown_table(result["rows"], ["file", "mode", "responses", "tokens", "E_per_response",
+                                          "total_per_1k"]))
+    if result["shift_summary"]:
+        s = result["shift_summary"]
+        print(f"frequency shift (last vs first file): markers mean log2 ratio "
+              f"{s['marker_mean_log2_ratio']:.3f}, other words {s['other_mean_log2_ratio']:.3f}")
+    print(f"wrote tables and plots to {args.output_dir}")
+    return 0
+
+
+def _run_richness(args: argparse.Namespace) -> int:
+    from selfdistill.analysis.richness import run_richness_cli
+
+    return run_richness_cli(args)
+
+
+def _run_token_kl(args: argparse.Namespace) -> int:
+    from selfdistill.analysis.token_kl import run_token_kl_cli
+
+    return run_token_kl_cli(args)
