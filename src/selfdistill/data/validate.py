@@ -1,0 +1,154 @@
+"""Validation with named rows: every bad row is reported with its number, field and a fix.
+
+What each method needs (``requirements``): opsd and purified-opsd put the reference solution in
+the teacher's context, so every row needs a solution; sdpo, grpo and srpo reward sampled
+answers, so every row needs an answer. ``need_answer`` overrides the answer rule (evaluation
+sets need answers whatever the method).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfdistill.data.columns import FIELDS, infer_mapping, missing_column_message, split_gsm8k, to_text
+from selfdistill.data.errors import RowError
+from selfdistill.data.rows import RawRow, columns_of
+from selfdistill.types import Example
+
+METHODS = ("opsd", "purified-opsd", "sdpo", "grpo", "srpo")
+NEEDS_SOLUTION = {"opsd", "purified-opsd"}
+NEEDS_ANSWER = {"sdpo", "grpo", "srpo"}
+MAX_FIELD_CHARS = 1_000_000
+
+
+def requirements(method: str | None, need_answer: bool | None = None) -> dict[str, str]:
+    """Fields every row must have -> why, for ``method`` (None: only the problem)."""
+    if method is not None and method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    needs = {"problem": "every row needs a question"}
+    if method in NEEDS_SOLUTION:
+        needs["solution"] = f"method {method} puts the reference solution in the teacher's context"
+    if need_answer is None:
+        need_answer = method in NEEDS_ANSWER
+    if need_answer:
+        why = f"method {method} rewards sampled answers" if method in NEEDS_ANSWER else "answers are needed"
+        needs["answer"] = why + " against the gold answer"
+    return needs
+
+
+@dataclass
+class Checked:
+    """Result of checking rows: the good ones as Examples, every error, the mapping used."""
+
+    examples: list[Example] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    mapping: dict[str, str | None] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+
+
+def check_rows(rows: Sequence[RawRow], *, columns: list[str] | None = None,
+               overrides: dict[str, str] | None = None, method: str | None = None,
+               need_answer: bool | None = None, max_chars: int = MAX_FIELD_CHARS,
+               source: str = "", label: str = "row", unit: str = "row",
+               id_prefix: str | None = None) -> Checked:
+    """Map and validate raw rows. Whole-source problems have row 0.
+
+    Rows without an id get ``f"{id_prefix}-{number}"``; rows without an origin get
+    ``f"{label} {unit} {number}"`` (e.g. "train.jsonl line 12").
+    """
+    needs = requirements(method, need_answer)
+    columns = list(columns) if columns is not None else columns_of(list(rows))
+    mapping, problems = infer_mapping(columns, overrides)
+    out = Checked(mapping=mapping, columns=columns)
+    out.errors += [RowError(0, "columns", p, source) for p in problems]
+    for name, why in needs.items():
+        column = mapping[name]
+        if column is None and not (name == "solution" and _gsm8k_steps_possible(mapping, rows)):
+            out.errors.append(RowError(0, name, missing_column_message(name, columns, why), source))
+        elif column is not None and rows and not any(_filled(r, column) for r in rows):
+            out.errors.append(RowError(0, name, f"{_cell(name, column)} is empty in every row; {why}: "
+                                       "fill it in, or map another column with --columns", source))
+    if any(e.row == 0 for e in out.errors):
+        return out  # a missing column would otherwise repeat the same error on every row
+    first_row_of_id: dict[str, int] = {}
+    for raw in rows:
+        example, row_errors = _convert(raw, mapping, needs, max_chars, label, unit,
+                                       id_prefix if id_prefix is not None else label)
+        if example is not None and example.id in first_row_of_id:
+            row_errors.append(("id", f"duplicate id {example.id!r}: also at {unit} "
+                               f"{first_row_of_id[example.id]}; ids must be unique (fix it, or drop "
+                               "the id column to number rows automatically)"))
+        out.errors += [RowError(raw.number, f, m, source) for f, m in row_errors]
+        if example is not None and not row_errors:
+            first_row_of_id[example.id] = raw.number
+            out.examples.append(example)
+    return out
+
+
+def validate_rows(rows: Sequence[RawRow | Mapping[str, Any]], *, method: str | None = None,
+                  need_answer: bool | None = None, columns: dict[str, str] | None = None,
+                  max_chars: int = MAX_FIELD_CHARS, source: str = "") -> list[RowError]:
+    """Every problem in ``rows`` (RawRows, or plain mappings numbered 1, 2, ...), row-numbered."""
+    raws = [r if isinstance(r, RawRow) else RawRow(i, r) for i, r in enumerate(rows, start=1)]
+    return check_rows(raws, overrides=columns, method=method, need_answer=need_answer,
+                      max_chars=max_chars, source=source).errors
+
+
+def _filled(raw: RawRow, column: str) -> bool:
+    value = raw.value.get(column) if isinstance(raw.value, dict) else None
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _gsm8k_steps_possible(mapping: dict[str, str | None], rows: Sequence[RawRow]) -> bool:
+    """True when a missing solution column may be filled from GSM8K-style answers."""
+    column = mapping["answer"]
+    return column is not None and any(
+        isinstance(r.value, dict) and isinstance(r.value.get(column), str) and "####" in r.value[column]
+        for r in rows)
+
+
+def _convert(raw: RawRow, mapping: dict[str, str | None], needs: dict[str, str], max_chars: int,
+             label: str, unit: str, id_prefix: str) -> tuple[Example | None, list[tuple[str, str]]]:
+    """One raw row -> (Example or None, [(field, message)])."""
+    if not isinstance(raw.value, dict):
+        kind = {list: "a list", str: "a string"}.get(type(raw.value), type(raw.value).__name__)
+        return None, [("row", f"is {kind}, not an object; each row must be a JSON object like "
+                              "{\"problem\": ..., \"solution\": ..., \"answer\": ...}")]
+    errors: list[tuple[str, str]] = []
+    values: dict[str, str | None] = {}
+    for name in FIELDS:
+        column = mapping[name]
+        text, problem = to_text(raw.value.get(column), name) if column is not None else (None, None)
+        if problem is not None:
+            errors.append((name, f"{_cell(name, column)} {problem}"))
+        elif text is not None and len(text) > max_chars:
+            errors.append((name, f"{_cell(name, column)} is {len(text):,} characters, over the limit of "
+                                 f"{max_chars:,} (usually a whole document pasted into one cell); "
+                                 "shorten it or raise the limit with --max-chars"))
+            text = None
+        values[name] = text
+    values["answer"], values["solution"] = split_gsm8k(values["answer"], values["solution"])
+    failed = {f for f, _ in errors}
+    for name, why in needs.items():
+        if values[name] is None and name not in failed:
+            column = mapping[name]
+            state = "is empty" if column is not None and column in raw.value else "is missing"
+            if column is None:  # only GSM8K-style answers could have supplied it
+                state = ("is missing (the source has no solution column and this row's answer is not "
+                         "GSM8K-style 'steps #### final')")
+            errors.append((name, f"{_cell(name, column)} {state}; {why}: fill it in or drop the row"))
+    if errors:
+        return None, errors
+    example = Example(id=values["id"] or f"{id_prefix}-{raw.number}", problem=values["problem"] or "",
+                      solution=values["solution"], answer=values["answer"],
+                      origin=raw.origin or f"{label} {unit} {raw.number}")
+    return example, []
+
+
+def _cell(field_name: str, column: str | None) -> str:
+    """How to name a cell in messages: ``problem`` or ``problem (column "question")``."""
+    if column is None or column == field_name:
+        return field_name
+    return f"{field_name} (column {column!r})"
