@@ -65,7 +65,7 @@ def load_model(
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # the cache is useless (and warned about) while training
     if device is not None:
         model.to(device)
