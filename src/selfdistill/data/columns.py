@@ -84,7 +84,8 @@ def to_text(value: Any, field: str) -> tuple[str | None, str | None]:
         return None, f"is a boolean ({str(value).lower()}); expected text"
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
-            return None, (f"is {value} (a missing value written as a number); write the {field} "
+            shown = "NaN" if math.isnan(value) else "infinite"
+            return None, (f"is {shown} (a missing value written as a number); write the {field} "
                           "as text, or drop the row")
         if field not in ("answer", "id"):
             return None, f"is a number ({value}); expected text"

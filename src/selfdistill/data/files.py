@@ -77,9 +77,9 @@ def _decode_whole(data: bytes, table: RawTable) -> str | None:
         return None
 
 
-def _json_message(err: json.JSONDecodeError, at_end: bool) -> str:
-    message = f"invalid JSON at column {err.colno}: {err.msg}"
-    if at_end:
+def _json_message(err: json.JSONDecodeError, text: str, line: int) -> str:
+    message = f"invalid JSON at line {line}, column {err.colno}: {err.msg.removesuffix(' starting at')}"
+    if err.msg.startswith("Unterminated string") or err.pos >= len(text.rstrip()):
         message += " (the text ends early: was the file cut off?)"
     return message
 
@@ -101,8 +101,7 @@ def _read_jsonl(data: bytes, table: RawTable) -> None:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as err:
-            at_end = err.pos >= len(text.rstrip())
-            table.error(number, "json", _json_message(err, at_end) + "; each line must hold one "
+            table.error(number, "json", _json_message(err, text, number) + "; each line must hold one "
                         "complete JSON object")
             continue
         table.rows.append(RawRow(number, value))
@@ -112,8 +111,7 @@ def _read_json(text: str, table: RawTable) -> None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        at_end = err.pos >= len(text.rstrip())
-        table.error(err.lineno, "json", _json_message(err, at_end))
+        table.error(err.lineno, "json", _json_message(err, text, err.lineno))
         return
     items = value
     if isinstance(value, dict):

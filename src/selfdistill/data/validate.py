@@ -63,6 +63,8 @@ def check_rows(rows: Sequence[RawRow], *, columns: list[str] | None = None,
     mapping, problems = infer_mapping(columns, overrides)
     out = Checked(mapping=mapping, columns=columns)
     out.errors += [RowError(0, "columns", p, source) for p in problems]
+    if not rows:
+        return out  # nothing parsed: the reader's errors say why
     for name, why in needs.items():
         column = mapping[name]
         if column is None and not (name == "solution" and _gsm8k_steps_possible(mapping, rows)):
@@ -113,7 +115,8 @@ def _convert(raw: RawRow, mapping: dict[str, str | None], needs: dict[str, str],
              label: str, unit: str, id_prefix: str) -> tuple[Example | None, list[tuple[str, str]]]:
     """One raw row -> (Example or None, [(field, message)])."""
     if not isinstance(raw.value, dict):
-        kind = {list: "a list", str: "a string"}.get(type(raw.value), type(raw.value).__name__)
+        kind = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+                type(None): "null"}.get(type(raw.value), type(raw.value).__name__)
         return None, [("row", f"is {kind}, not an object; each row must be a JSON object like "
                               "{\"problem\": ..., \"solution\": ..., \"answer\": ...}")]
     errors: list[tuple[str, str]] = []
