@@ -1,0 +1,340 @@
+"""The one on-policy loop for every method: rollout, score, target, loss, step, log.
+
+What this loop keeps and drops (say it up front, nanochat style):
+- One optimizer step per batch of rollouts (fully on-policy): no PPO epochs, no stale rollouts,
+  so importance ratios are 1 and are not recomputed.
+- Loss normalisation: every micro-batch loss is divided by the GLOBAL number of loss units
+  (tokens by default) counted over all micro-batches and processes BEFORE the first backward,
+  so gradient accumulation and data parallelism never change the loss.
+- Data parallel through ``accelerate`` (DDP; FSDP / DeepSpeed configs are documented in
+  docs/training.md). Teacher passes run on the unwrapped model under ``no_grad``.
+- Non-finite guard: a step whose loss or gradient norm is not finite is skipped (no optimizer
+  step, no teacher update) and logged; ``max_nonfinite_steps`` in a row stop the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint, rollouts, step as step_mod
+from .batches import DataPosition, PromptStream, shard
+from .config import TrainConfig, to_yaml
+from .metrics import MetricsLogger, quantiles
+from .optim import build_optimizer
+from .setup import context_config, load_data, load_policy, preflight, teachers
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient norm."""
+
+
+class OutputDirError(RuntimeError):
+    """output_dir already holds a run and resume was not asked for."""
+
+
+class Trainer:
+    """Wires the parts of a run together; :meth:`fit` runs the loop."""
+
+    def __init__(self, cfg: TrainConfig, *, rollout_backend=None, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        preflight(cfg, self.world)
+        self.out = Path(cfg.output_dir)
+        self.ckpt_root = self.out / "checkpoints"
+        if not cfg.resume and checkpoint.complete_steps(self.ckpt_root):
+            raise OutputDirError(
+                f"{self.out} already holds checkpoints of a run: pass resume=true to continue it, "
+                "or choose another output_dir"
+            )
+        _seed_everything(cfg.seed)
+        self.data = load_data(cfg)  # before the model: bad data fails in seconds
+        from selfdistill.contexts import Renderer
+
+        context_config(cfg.contexts)  # option errors before the model loads
+        self.model, self.tokenizer = load_policy(cfg)
+        self.renderer = Renderer(self.tokenizer, context_config(cfg.contexts, model=self.model))
+        teacher, base, live = teachers(cfg, self.model)
+        optimizer, self.scheduler = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule)
+        self.scorer, self.optimizer = self.acc.prepare(step_mod.ResponseScorer(self.model), optimizer)
+        self.passes = step_mod.Passes(self.scorer, self.model, teacher, base, live,
+                                      chunk_size=cfg.objective.loss_chunk_size)
+        if rollout_backend is None:
+            from selfdistill.rollout import HFGenerate
+
+            rollout_backend = HFGenerate(self.model, self.tokenizer)
+        self.backend = rollout_backend
+        self.rewarder = None
+        if rollouts.needs_rewards(cfg, self.data.examples):
+            from selfdistill.rewards import RewardScorer
+
+            self.rewarder = RewardScorer(timeout_s=cfg.logging.reward_timeout_s, workers=1)
+        self.stream = PromptStream(len(self.data.examples), data_seed=cfg.data.data_seed,
+                                   shuffle=cfg.data.shuffle)
+        self.step = 0
+        self.nonfinite_streak = 0
+        keep_lines = self._resume() if cfg.resume else None
+        self.logger = None
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(to_yaml(cfg))
+            lg = cfg.logging
+            self.logger = MetricsLogger(self.out, keep_lines=keep_lines, tensorboard=lg.tensorboard,
+                                        wandb=lg.wandb, trackio=lg.trackio, project=lg.project,
+                                        run_config=cfg.to_dict())
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> Path:
+        """Run from the current step to ``schedule.max_steps``; returns output_dir."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        bar = tqdm(total=cfg.schedule.max_steps, initial=self.step, desc=cfg.method.name,
+                   disable=not (self.acc.is_main_process and cfg.logging.progress))
+        try:
+            while self.step < cfg.schedule.max_steps:
+                self.step += 1
+                row = self.train_step(self.step)
+                if self.logger is not None:
+                    self.logger.log(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.2g}")
+                if self.nonfinite_streak >= cfg.schedule.max_nonfinite_steps:
+                    self.save()
+                    raise NonFiniteError(self._nonfinite_message())
+                if self.step % cfg.checkpoint.every == 0 or self.step == cfg.schedule.max_steps:
+                    self.save()
+            self.save_final()
+        finally:
+            bar.close()
+            self.close()
+        return self.out
+
+    def train_step(self, step: int) -> dict:
+        """One optimizer step; returns the metrics row."""
+        cfg, acc = self.cfg, self.acc
+        t_step = time.perf_counter()
+        global_idx = self.stream.next_global(cfg.schedule.prompts_per_step)
+        local = shard(global_idx, self.rank, self.world)
+        prompts = [self.data.examples[i] for i in local]
+
+        t = time.perf_counter()  # rollout: sample from the student context
+        ro = rollouts.sample(cfg, self.backend, self.renderer, prompts, self.rank * len(local),
+                             step=step, rank=self.rank)
+        t_rollout = time.perf_counter() - t
+
+        t = time.perf_counter()  # score: rewards, then render every role and count loss units
+        rollouts.reward(cfg, self.rewarder, ro)
+        mb_size = cfg.schedule.micro_batch_size
+        plans = [step_mod.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))))
+                 for i in range(0, len(ro), mb_size)]
+        units = self._sum(sum(p.loss_units for p in plans))
+        targets = [step_mod.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
+        t_score = time.perf_counter() - t
+
+        t = time.perf_counter()  # loss: student pass with gradients, accumulate
+        diagnostics = cfg.method.name == "purified-opsd" or cfg.method.diagnostics
+        results = []
+        for k, (plan, target) in enumerate(zip(plans, targets)):
+            sync = nullcontext() if k == len(plans) - 1 else acc.no_sync(self.scorer)
+            with sync:
+                res = step_mod.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics)
+                # DDP averages gradients over processes; the loss is already a global mean
+                acc.backward(res.loss * self.world)
+            res.loss = res.loss.detach()
+            results.append(res)
+        t_loss = time.perf_counter() - t
+
+        loss = self._sum(sum(float(r.loss) for r in results))
+        grad_norm = self._clip()
+        lr = self.scheduler.get_last_lr()[0]
+        finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        if finite:
+            self.optimizer.step()
+            if self.passes.teacher is not None:
+                self.passes.teacher.after_step(self.model)
+            self.nonfinite_streak = 0
+        else:
+            self.nonfinite_streak += 1
+            log.warning("step %d: non-finite loss %s / grad norm %s; step skipped", step, loss, grad_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return self._metrics(step, ro, plans, results, loss=loss, grad_norm=grad_norm, lr=lr,
+                             skipped=not finite, times=(t_rollout, t_score, t_loss,
+                                                        time.perf_counter() - t_step))
+
+    # ------------------------------------------------------------------ pieces
+
+    def _sum(self, value: float) -> float:
+        """Sum of a float over processes."""
+        if self.world == 1:
+            return float(value)
+        return float(self.acc.reduce(torch.tensor([float(value)], dtype=torch.float64), "sum")[0])
+
+    def _clip(self) -> float:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        max_norm = self.cfg.optimizer.max_grad_norm or float("inf")
+        norm = self.acc.clip_grad_norm_(params, max_norm)
+        return float(norm)
+
+    def _gather_values(self, values: torch.Tensor) -> torch.Tensor:
+        """All processes' 1-D float values concatenated (NaN-padded then filtered)."""
+        values = values.double().flatten()
+        if self.world == 1:
+            return values
+        n = self.acc.gather(torch.tensor([values.numel()]))
+        padded = torch.full((int(n.max()),), float("nan"), dtype=torch.float64)
+        padded[: values.numel()] = values
+        allv = self.acc.gather(padded)
+        return allv[~torch.isnan(allv)]
+
+    def _metrics(self, step, ro, plans, results, *, loss, grad_norm, lr, skipped, times) -> dict:
+        from selfdistill.analysis import count_epistemic_markers
+
+        sums: dict[str, float] = {}
+        for r in results:
+            for k, v in r.sums.items():
+                sums[k] = sums.get(k, 0.0) + v
+        lengths = [len(ids) for ids in ro.response_ids]
+        markers = sum(count_epistemic_markers(t, mode="word")["total"] for t in ro.texts)
+        rewards = ro.rewards or []
+        local = {
+            "n": len(ro), "tokens": float(sum(lengths)), "truncated": float(sum(ro.truncated)),
+            "markers": float(markers), "reward": float(sum(rewards)), "reward_n": float(len(rewards)),
+            "correct": float(sum(r >= 1.0 for r in rewards)),
+            "dropped": float(sum(len(p.batches["student"].dropped) for p in plans)),
+            "context": float(sum(int(p.batches[step_mod.TEACHER_ROLE[self.cfg.method.name]].has_context_B.sum())
+                                 for p in plans)) if self.cfg.method.name in ("sdpo", "srpo") else 0.0,
+            "zero_signal": float(ro.zero_signal_fraction or 0.0),
+            **sums,
+        }
+        keys = sorted(local)
+        vec = torch.tensor([local[k] for k in keys], dtype=torch.float64)
+        if self.world > 1:
+            vec = self.acc.reduce(vec, "sum")
+        g = dict(zip(keys, vec.tolist()))
+        div = [r.divergence_B_T[r.divergence_mask_B_T.bool()] for r in results if r.divergence_B_T is not None]
+        kl = quantiles(self._gather_values(torch.cat(div) if div else torch.zeros(0)))
+        ratio = lambda a, b: (g.get(a, 0.0) / g[b]) if g.get(b) else None  # noqa: E731
+        t_rollout, t_score, t_loss, t_step = times
+        row = {
+            "step": step, "loss": loss, "kl/p10": kl[0], "kl/p50": kl[1], "kl/p90": kl[2],
+            "clip_frac": ratio("clipped", "clipped_n"),
+            "reward/mean": ratio("reward", "reward_n"), "accuracy": ratio("correct", "reward_n"),
+            "response/length_mean": g["tokens"] / max(g["n"], 1),
+            "response/truncated_frac": g["truncated"] / max(g["n"], 1),
+            "markers/per_1k": 1000.0 * g["markers"] / max(g["tokens"], 1),
+            "teacher/entropy": ratio("teacher_entropy", "teacher_entropy_n"),
+            "tokens_per_s": g["tokens"] / max(t_step, 1e-9),
+            "time/rollout_s": t_rollout, "time/score_s": t_score, "time/loss_s": t_loss,
+            "time/step_s": t_step, "lr": lr, "grad_norm": grad_norm,
+            "data/dropped_rows": int(g["dropped"]), "skipped": int(skipped),
+        }
+        if "pmi_n" in g:
+            for key in ("cos_total_ref", "cos_total_it", "norm_ratio_ref_total", "kl_ratio_ref", "tanh_clip_frac"):
+                row[f"pmi/{key}"] = ratio(key, "pmi_n")
+        if self.cfg.method.name in ("grpo", "srpo"):
+            row["grpo/zero_signal_frac"] = g["zero_signal"] / self.world
+        if self.cfg.method.name in ("sdpo", "srpo"):
+            row["sdpo/context_frac"] = g["context"] / max(g["n"], 1)
+        return row
+
+    def _nonfinite_message(self) -> str:
+        last = checkpoint.latest(self.ckpt_root)
+        return (
+            f"{self.nonfinite_streak} steps in a row (up to step {self.step}) had a non-finite loss or "
+            f"gradient norm, so training stopped (schedule.max_nonfinite_steps="
+            f"{self.cfg.schedule.max_nonfinite_steps}). Skipped steps never changed the weights: the "
+            f"newest checkpoint ({last}) holds the last good state. Lower optimizer.lr, set "
+            "optimizer.max_grad_norm, or use model.dtype=float32, then resume=true."
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _trainable(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def save(self) -> None:
+        """Checkpoint the current step on the main process (all processes call this)."""
+        from accelerate.utils import gather_object
+
+        rngs = gather_object([checkpoint.rng_state()]) if self.world > 1 else [checkpoint.rng_state()]
+        if self.acc.is_main_process:
+            blobs = {"trainable": self._trainable(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict()}
+            teacher = self.passes.teacher
+            if teacher is not None and teacher.mode == "ema":
+                blobs["teacher"] = teacher.state_dict()
+            for r, state in enumerate(rngs):
+                blobs[f"rng-rank{r}"] = state
+            state = {"step": self.step, "data": self.stream.position.to_dict(),
+                     "metrics_lines": self.logger.lines if self.logger else 0,
+                     "nonfinite_streak": self.nonfinite_streak, "world_size": self.world,
+                     "method": self.cfg.method.name}
+            checkpoint.save(self.ckpt_root, self.step, blobs, state, keep_last=self.cfg.checkpoint.keep_last)
+        self.acc.wait_for_everyone()
+
+    def _resume(self) -> int | None:
+        """Load the newest complete checkpoint; returns the metrics lines to keep (None: fresh)."""
+        folder = checkpoint.latest(self.ckpt_root)
+        if folder is None:
+            log.warning("resume=true but %s has no complete checkpoint: starting from step 0", self.ckpt_root)
+            return None
+        blobs, state, rng = checkpoint.load(folder, rank=self.rank)
+        if state.get("method") != self.cfg.method.name:
+            raise OutputDirError(f"{folder} was written by method {state.get('method')}, not {self.cfg.method.name}")
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in blobs["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(blobs["optimizer"])
+        self.scheduler.load_state_dict(blobs["scheduler"])
+        if "teacher" in blobs:
+            self.passes.teacher.load_state_dict(blobs["teacher"])
+        self.stream.position = DataPosition(**state["data"])
+        if rng is not None:
+            checkpoint.set_rng_state(rng)
+        self.step = int(state["step"])
+        self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+        log.info("resumed from %s (step %d)", folder, self.step)
+        return int(state["metrics_lines"])
+
+    def save_final(self) -> None:
+        """``output_dir/final``: the adapter (LoRA) or the model, with the tokenizer."""
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            final = self.out / "final"
+            self.model.save_pretrained(str(final))
+            self.tokenizer.save_pretrained(str(final))
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        if self.rewarder is not None:
+            self.rewarder.close()
+            self.rewarder = None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig, *, rollout_backend=None, accelerator=None) -> Path:
+    """Run a training job end to end; returns output_dir (metrics.jsonl, checkpoints, final)."""
+    return Trainer(cfg, rollout_backend=rollout_backend, accelerator=accelerator).fit()

@@ -1,0 +1,132 @@
+"""Rollout and scoring: sample responses for this process's prompts, reward them, pick siblings.
+
+Groups never straddle processes (all n rollouts of a prompt are sampled on one process), so group
+advantages and SDPO siblings are computed locally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from selfdistill.types import Example
+
+from .config import GROUP_METHODS, TrainConfig
+
+
+@dataclass
+class Rollouts:
+    """One process's samples for one step, one entry per sample (n consecutive per prompt).
+
+    Attributes:
+        examples: the example of each sample.
+        group_ids: global prompt index of each sample (its group).
+        response_ids: sampled token ids.
+        texts: decoded responses.
+        truncated: True when a response hit max_new_tokens.
+        rewards: 1.0 / 0.0 per sample, or None when nothing was scored.
+        siblings: SDPO/SRPO: the first successful OTHER sample of the group (text) or None.
+        advantages_B: GRPO/SRPO group advantages (float32 [B]) or None.
+        zero_signal_fraction: share of groups whose rewards are all equal (no PG signal).
+    """
+
+    examples: list[Example]
+    group_ids: list[int]
+    response_ids: list[list[int]]
+    texts: list[str]
+    truncated: list[bool]
+    rewards: list[float] | None = None
+    siblings: list[str | None] | None = None
+    advantages_B: torch.Tensor | None = None
+    zero_signal_fraction: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def sampling_params(cfg: TrainConfig, *, step: int, rank: int):
+    """SamplingParams of a step; the seed depends on (seed, step, rank) so resumes replay exactly."""
+    from selfdistill.rollout import SamplingParams
+
+    s = cfg.sampling
+    greedy = s.temperature == 0
+    return SamplingParams(
+        temperature=1.0 if greedy else s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        max_new_tokens=s.max_new_tokens,
+        seed=(cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31),
+        do_sample=not greedy,
+        n=s.rollouts_per_prompt,
+    )
+
+
+def needs_rewards(cfg: TrainConfig, examples: Sequence[Example]) -> bool:
+    if cfg.method.name in GROUP_METHODS:
+        return True
+    return cfg.logging.rewards_for_all and all(e.answer for e in examples)
+
+
+def sample(cfg: TrainConfig, backend, renderer, prompts: Sequence[Example], group_offset: int,
+           *, step: int, rank: int) -> Rollouts:
+    """Sample ``rollouts_per_prompt`` responses per prompt from the student context."""
+    params = sampling_params(cfg, step=step, rank=rank)
+    prompt_ids = [renderer.prompt_ids("student", ex) for ex in prompts]
+    samples = backend.generate(prompt_ids, params)
+    examples = [prompts[s.prompt_index] for s in samples]
+    out = Rollouts(
+        examples=examples,
+        group_ids=[group_offset + s.prompt_index for s in samples],
+        response_ids=[list(s.response_ids) for s in samples],
+        texts=[s.text for s in samples],
+        truncated=[bool(s.truncated) for s in samples],
+    )
+    return out
+
+
+def reward(cfg: TrainConfig, reward_scorer, out: Rollouts) -> Rollouts:
+    """Attach rewards (when the method needs them or answers exist), siblings and advantages."""
+    examples = out.examples
+    if reward_scorer is not None and needs_rewards(cfg, examples):
+        out.rewards = [float(r) for r in reward_scorer.score(out.texts, [e.answer for e in examples])]
+    name = cfg.method.name
+    if name in ("sdpo", "srpo"):
+        from selfdistill.contexts import choose_siblings
+
+        out.siblings = choose_siblings(out.texts, out.rewards, out.group_ids)
+    if name in ("grpo", "srpo"):
+        from selfdistill.objectives import group_advantages
+
+        n = cfg.sampling.rollouts_per_prompt
+        rewards_G_N = torch.tensor(out.rewards, dtype=torch.float32).view(-1, n)
+        adv = group_advantages(rewards_G_N, normalize_std=cfg.objective.adv_std_norm)
+        out.advantages_B = adv.advantages_G_N.reshape(-1)
+        out.zero_signal_fraction = adv.zero_signal_fraction
+    return out
+
+
+class FixedRollouts:
+    """A rollout backend that returns pre-fixed responses (tests, split-equivalence checks).
+
+    ``responses(prompt_ids, sample_index) -> list[int]`` gives the response of each sample; the
+    text is decoded with ``tokenizer``.
+    """
+
+    def __init__(self, tokenizer, responses) -> None:
+        self.tokenizer = tokenizer
+        self.responses = responses
+
+    def generate(self, prompt_ids, params, *, batch_size=None):
+        from selfdistill.rollout import Sample
+
+        out = []
+        for i, ids in enumerate(prompt_ids):
+            for j in range(params.n):
+                resp = list(self.responses(ids, j))[: params.max_new_tokens]
+                out.append(Sample(prompt_index=i, response_ids=resp,
+                                  text=self.tokenizer.decode(resp, skip_special_tokens=True),
+                                  truncated=self.tokenizer.eos_token_id not in resp,
+                                  num_tokens=len(resp)))
+        return out

@@ -1,0 +1,95 @@
+"""Build the parts a run needs, in the order that fails fastest: config checks, data, model.
+
+Nothing here trains. Each function takes the config and returns one part, so a reader sees
+exactly where every object of the loop comes from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .config import ConfigError, TrainConfig, check_world, validate, validate_examples, validate_vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Data:
+    examples: list
+    skipped_rows: int
+
+
+def load_data(cfg: TrainConfig) -> Data:
+    """Examples for the method (DataError names bad rows), checked before any model loads."""
+    from selfdistill.data import load_with_report
+
+    d = cfg.data
+    result = load_with_report(d.spec, split=d.split, limit=d.limit, seed=d.data_seed,
+                              method=cfg.method.name, on_bad_rows=d.on_bad_rows)
+    validate_examples(cfg, result.examples)
+    skipped = len({e.row for e in result.skipped})
+    if skipped:
+        log.warning("skipped %d bad rows of %s", skipped, result.source)
+    return Data(result.examples, skipped)
+
+
+def context_config(options: dict, *, model=None):
+    """``contexts`` section -> ContextConfig (``roles`` entries become RoleOptions).
+
+    Without ``max_length`` the model's ``max_position_embeddings`` is the limit of
+    prompt + response tokens (the renderer never truncates; see contexts.over_length).
+    """
+    from selfdistill.contexts import ContextConfig, RoleOptions
+
+    options = dict(options)
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if options.get("max_length") is None and limit:
+        options["max_length"] = int(limit)
+    roles = options.pop("roles", None) or {}
+    try:
+        return ContextConfig(roles={k: RoleOptions(**v) for k, v in roles.items()}, **options)
+    except TypeError as err:
+        raise ConfigError(f"contexts: {err}") from None
+
+
+def load_policy(cfg: TrainConfig):
+    """(model, tokenizer): loaded, vocabulary-checked, LoRA-wrapped when enabled."""
+    from selfdistill.models import LoraSettings, apply_lora, load_model
+
+    m = cfg.model
+    model, tokenizer = load_model(m.name, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
+                                  gradient_checkpointing=m.gradient_checkpointing)
+    validate_vocab(cfg, model.get_output_embeddings().weight.shape[0])
+    if cfg.lora.enabled:
+        lo = cfg.lora
+        model = apply_lora(model, LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout,
+                                               target_modules=tuple(lo.target_modules)))
+    elif cfg.objective.loss_chunk_size and cfg.method.name != "grpo" and cfg.method.teacher != "live":
+        raise ConfigError(
+            "objective.loss_chunk_size projects every role with the student's output layer, which "
+            "a full fine-tune changes while the teacher keeps its own: enable lora or set "
+            "objective.loss_chunk_size=0"
+        )
+    return model, tokenizer
+
+
+def teachers(cfg: TrainConfig, model):
+    """(teacher handle or None, frozen-base handle or None, live handle or None)."""
+    from selfdistill.models import make_teacher
+
+    m = cfg.method
+    if m.name == "grpo":
+        return None, None, None
+    teacher = make_teacher(model, m.teacher, rate=m.ema_rate, r=m.trust_region_mix)
+    base = None
+    if m.name == "purified-opsd" or m.diagnostics:
+        base = teacher if m.teacher == "fixed" else make_teacher(model, "fixed")
+    live = make_teacher(model, "live") if m.teacher == "trust_region" else None
+    return teacher, base, live
+
+
+def preflight(cfg: TrainConfig, num_processes: int) -> None:
+    """Every check that needs neither data nor a model."""
+    validate(cfg)
+    check_world(cfg, num_processes)

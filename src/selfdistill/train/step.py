@@ -1,0 +1,342 @@
+"""Per-method composition of one micro-batch: which contexts are scored, the target, the loss.
+
+Methods differ only here, by data (roles, masks, weights) and by the target function:
+
+    opsd           distill toward  log_softmax(teacher / tau)            on every response token
+    purified-opsd  distill toward  purified(teacher, refonly, anchor)    (three no-grad passes)
+    sdpo           distill toward  reprompt teacher, student top-k + tail, rows with a context
+    grpo           clipped policy gradient with group advantages
+    srpo           sdpo distillation (entropy-weighted) on routed rows, grpo on the others
+
+The loss of a micro-batch is already divided by the GLOBAL count of loss units (tokens, or
+sequences with ``aggregation=sequence``), so summing micro-batches and processes gives the
+global mean whatever the split. Rollouts are used for exactly one optimizer step, so the
+rollout policy is the current policy: PPO/SDPO importance ratios are identically 1 (the clipped
+PG still gives the right gradient, ``exp(logp - sg(logp))``), and they are not recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from selfdistill import objectives as obj
+
+from .config import TrainConfig
+
+TEACHER_ROLE = {"opsd": "teacher", "purified-opsd": "teacher", "sdpo": "reprompt", "srpo": "reprompt"}
+
+
+def roles_for(cfg: TrainConfig) -> tuple[str, ...]:
+    """Contexts rendered for each sample (the student's always first)."""
+    m = cfg.method
+    roles = ["student"]
+    if m.name in TEACHER_ROLE:
+        roles.append(TEACHER_ROLE[m.name])
+    if m.name == "purified-opsd" or m.diagnostics:
+        roles.append("refonly")
+    if m.name == "purified-opsd" and m.anchor == "base":
+        roles.append("base")
+    return tuple(roles)
+
+
+class ResponseScorer(nn.Module):
+    """``model`` -> response hidden states; the module accelerate wraps (DDP) for the student pass.
+
+    Going through this wrapper's ``forward`` lets DistributedDataParallel see the pass that needs
+    gradients, while teacher passes call the unwrapped model directly under ``no_grad``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start: int, T: int):
+        from selfdistill.models import response_hidden
+
+        return response_hidden(self.model, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T)
+
+
+@dataclass
+class Passes:
+    """The models a step needs: the student scorer (grad), the teacher handle, the frozen base."""
+
+    scorer: nn.Module
+    model: nn.Module  # unwrapped student
+    teacher: object | None  # selfdistill.models.Teacher for the privileged / reprompt context
+    base: object | None  # fixed Teacher (frozen initial weights) for refonly / base passes
+    live: object | None  # live Teacher: student weights without grad (trust_region)
+    chunk_size: int = 0
+
+
+@dataclass
+class MicroBatch:
+    """Rendered contexts and per-row loss routing for one micro-batch.
+
+    ``distill_mask_B_T`` / ``pg_mask_B_T`` select the tokens of each loss; ``unit_weights_B_T``
+    turns the global divisor into tokens (all ones) or sequences (1 / length per token).
+    """
+
+    batches: dict
+    response_mask_B_T: Tensor
+    distill_mask_B_T: Tensor | None
+    pg_mask_B_T: Tensor | None
+    unit_weights_B_T: Tensor
+    advantages_B: Tensor | None
+    rows: list[int]  # indices into the step's Rollouts
+
+    @property
+    def loss_units(self) -> float:
+        mask = torch.zeros_like(self.response_mask_B_T)
+        for m in (self.distill_mask_B_T, self.pg_mask_B_T):
+            if m is not None:
+                mask = mask | m
+        return float((self.unit_weights_B_T * mask).sum())
+
+
+@dataclass
+class MicroResult:
+    loss: Tensor
+    divergence_B_T: Tensor | None = None  # detached per-token divergence (distill tokens)
+    divergence_mask_B_T: Tensor | None = None
+    sums: dict[str, float] = field(default_factory=dict)  # metric numerators / denominators
+
+
+def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int]) -> MicroBatch:
+    """Render every role for ``rows`` of ``rollouts`` and decide which tokens take which loss."""
+    sib = None if rollouts.siblings is None else [rollouts.siblings[i] for i in rows]
+    batches = renderer.scoring_batches(
+        roles_for(cfg), [rollouts.examples[i] for i in rows],
+        [rollouts.response_ids[i] for i in rows], siblings=sib,
+    )
+    student = batches["student"]
+    kept = [rows[k] for k in student.kept]
+    resp = student.response_mask_B_T.bool()
+    name = cfg.method.name
+    distill = pg = adv = None
+    if name in ("opsd", "purified-opsd"):
+        distill = resp
+    elif name == "sdpo":
+        distill = batches["reprompt"].loss_mask_B_T.bool()
+    else:
+        adv = rollouts.advantages_B[kept]
+        pg = resp
+        if name == "srpo":
+            correct = torch.tensor([rollouts.rewards[i] >= 1.0 for i in kept])
+            route = obj.srpo_route(correct, batches["reprompt"].has_context_B.bool())
+            distill = resp & route[:, None]
+            pg = resp & ~route[:, None]
+    if cfg.objective.aggregation == "sequence":
+        lengths = resp.sum(-1, keepdim=True).clamp(min=1)
+        units = resp.float() / lengths
+    else:
+        units = resp.float()
+    return MicroBatch(batches, resp, distill, pg, units, adv, kept)
+
+
+def _fwd(batch) -> tuple:
+    T = batch.response_ids_B_T.shape[1]
+    return batch.ids_B_L, batch.attention_mask_B_L, batch.position_ids_B_L, batch.response_start, T
+
+
+def _softcap(model: nn.Module) -> float | None:
+    return getattr(model.config, "final_logit_softcapping", None) or None
+
+
+def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch):
+    """(role -> hidden_B_T_H, role -> output weight, target_fn) of the method, all without grad."""
+    m, o = cfg.method, cfg.objective
+    role = TEACHER_ROLE[m.name]
+    hidden = {"teacher": passes.teacher.hidden(*_fwd(mb.batches[role]))}
+    weights = {"teacher": passes.teacher.output_weight()}
+    if m.teacher == "trust_region":
+        hidden["live"] = passes.live.hidden(*_fwd(mb.batches[role]))
+        weights["live"] = passes.live.output_weight()
+        r, tau = m.trust_region_mix, o.temperature
+
+        def fn(logits: Mapping[str, Tensor]) -> Tensor:
+            return obj.log_probs(obj.trust_region_logits(logits["teacher"], logits["live"], r), temperature=tau)
+
+        fn.roles = ("teacher", "live")
+    elif m.name == "purified-opsd":
+        hidden["refonly"] = passes.base.hidden(*_fwd(mb.batches["refonly"]))
+        weights["refonly"] = passes.base.output_weight()
+        anchor = "anchor" if m.anchor == "base" else "student"
+        if m.anchor == "base":
+            hidden["anchor"] = passes.base.hidden(*_fwd(mb.batches["base"]))
+            weights["anchor"] = passes.base.output_weight()
+        kw = dict(beta=o.purified_beta, clip=o.purified_clip, center=o.purified_center, temperature=o.temperature)
+
+        def fn(logits: Mapping[str, Tensor]) -> Tensor:
+            return obj.purified_target_logprobs(logits["teacher"], logits["refonly"], logits[anchor], **kw)
+
+        fn.roles = ("teacher", "refonly", anchor)
+    else:
+        fn = obj.make_target_fn("raw", temperature=o.temperature)
+    return hidden, weights, fn
+
+
+def _divergence_kwargs(cfg: TrainConfig) -> dict:
+    o = cfg.objective
+    kw = dict(beta=o.beta, temperature=o.temperature, token_clip=o.token_clip)
+    if o.support != "full":
+        kw.update(support=o.support, topk=o.topk, tail=o.tail)
+    return kw
+
+
+def _direct_loss(student_h, w_student, hidden, weights, fn, mask, kw, token_w, num_units, softcap):
+    """Unchunked path with one output weight per role (full fine-tuning with a frozen teacher)."""
+    s_logits = obj.project(student_h, w_student, None, softcap)
+    with torch.no_grad():
+        logits = {k: obj.project(h, weights[k], None, softcap) for k, h in hidden.items()}
+        target = fn({**logits, "student": s_logits.detach()})
+    div = obj.generalized_jsd(s_logits, target, mask=mask, **kw)
+    loss = obj.token_mean(div * token_w.to(div.dtype), mask, num_tokens_global=num_units)
+    return loss, div.detach()
+
+
+@torch.no_grad()
+def _per_position(hidden_B_T_H: Tensor, weight_V_H: Tensor, mask_B_T: Tensor, chunk: int,
+                  fn: Callable[[Tensor], Tensor], softcap) -> Tensor:
+    """Apply ``fn(logits_N_V) -> [N]`` over the valid positions, ``chunk`` at a time; [B, T]."""
+    idx = mask_B_T.reshape(-1).nonzero().squeeze(1)
+    flat = hidden_B_T_H.reshape(-1, hidden_B_T_H.shape[-1])[idx]
+    step = chunk or max(1, flat.shape[0])
+    vals = [fn(obj.project(flat[i : i + step], weight_V_H, None, softcap)) for i in range(0, flat.shape[0], step)]
+    out = torch.zeros(mask_B_T.numel(), dtype=torch.float32)
+    if vals:
+        out[idx] = torch.cat(vals).float()
+    return out.view(mask_B_T.shape)
+
+
+def _entropy(logits_N_V: Tensor) -> Tensor:
+    logp = logits_N_V.float().log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def token_logprobs(hidden_B_T_H: Tensor, weight_V_H: Tensor, ids_B_T: Tensor, chunk: int, softcap) -> Tensor:
+    """``log pi(y_t | ...)`` of the sampled ids [B, T] with gradients; each chunk of positions is
+    recomputed in backward so no [B, T, V] tensor is kept."""
+    T = hidden_B_T_H.shape[1]
+    step = chunk or T
+
+    def piece(h, ids):
+        logits = obj.project(h, weight_V_H, None, softcap).float()
+        return logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+    parts = []
+    for t in range(0, T, step):
+        h, ids = hidden_B_T_H[:, t : t + step], ids_B_T[:, t : t + step]
+        parts.append(checkpoint(piece, h, ids, use_reentrant=False) if chunk else piece(h, ids))
+    return torch.cat(parts, dim=1) if parts else hidden_B_T_H.new_zeros(hidden_B_T_H.shape[:2])
+
+
+@dataclass
+class Targets:
+    """No-grad passes of one micro-batch: role -> hidden [B, T, H], role -> output weight, the
+    target function over their logits, and the teacher's entropy per token [B, T] (nats)."""
+
+    hidden: dict
+    weights: dict
+    fn: Callable
+    entropy_B_T: Tensor
+
+
+def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
+    """Teacher / reference-only / anchor passes (no grad); None for methods without a target."""
+    if mb.distill_mask_B_T is None:
+        return None
+    hidden, weights, fn = _target(cfg, passes, mb)
+    ent = _per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
+                        passes.chunk_size, _entropy, _softcap(passes.model))
+    return Targets(hidden, weights, fn, ent)
+
+
+def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targets | None,
+                 num_units: float, *, diagnostics: bool) -> MicroResult:
+    """Student pass with gradients and the method's loss, divided by the global ``num_units``."""
+    from selfdistill.models import output_weight
+
+    model = passes.model
+    softcap = _softcap(model)
+    chunk = passes.chunk_size
+    student = mb.batches["student"]
+    student_h = passes.scorer(*_fwd(student))
+    w_student = output_weight(model)
+    # zero-valued term keeps every parameter in the graph (DDP needs a gradient from each rank
+    # even when no token of this micro-batch carries a loss)
+    loss = (student_h.sum() * 0.0).float()
+    res = MicroResult(loss)
+    o = cfg.objective
+    if targets is not None:
+        mask = mb.distill_mask_B_T
+        ent = targets.entropy_B_T
+        res.sums["teacher_entropy"] = float((ent * mask).sum())
+        res.sums["teacher_entropy_n"] = float(mask.sum())
+        token_w = mb.unit_weights_B_T.clone()
+        if cfg.method.name == "srpo":
+            # exp(-beta_H * H_teacher), as objectives.teacher_entropy_weights, from the entropy
+            # already computed chunk-wise (no [B, T, V] teacher logits are kept)
+            token_w = token_w * torch.exp(-cfg.method.entropy_beta * ent)
+        kw = _divergence_kwargs(cfg)
+        if chunk:
+            out = obj.chunked_distill_loss(
+                student_h, w_student, target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask,
+                divergence_kwargs=kw, weights_B_T=token_w, logit_softcap=softcap,
+                chunk_size=chunk, num_tokens_global=num_units,
+            )
+            d_loss, div = out.loss, out.per_position_B_T
+        else:
+            d_loss, div = _direct_loss(student_h, w_student, targets.hidden, targets.weights, targets.fn,
+                                       mask, kw, token_w, num_units, softcap)
+        loss = loss + d_loss.float()
+        res.divergence_B_T, res.divergence_mask_B_T = div, mask
+        if diagnostics:
+            res.sums.update(_diagnostics(cfg, passes, mb, student_h.detach(), targets.hidden,
+                                         targets.weights, mask, softcap))
+    if mb.pg_mask_B_T is not None:
+        ids = student.response_ids_B_T
+        logp = token_logprobs(student_h, w_student, ids, chunk, softcap)
+        values = obj.clipped_pg_loss(logp, logp.detach(), mb.advantages_B, mb.pg_mask_B_T,
+                                     eps_low=o.eps_low, eps_high=o.eps_high)
+        weighted = values * mb.unit_weights_B_T.to(values.dtype)
+        loss = loss + obj.token_mean(weighted, mb.pg_mask_B_T, num_tokens_global=num_units).float()
+        res.sums["clipped"] = 0.0  # on-policy: the ratio is exactly 1, nothing is ever clipped
+        res.sums["clipped_n"] = float(mb.pg_mask_B_T.sum())
+    res.loss = loss
+    return res
+
+
+def _diagnostics(cfg, passes, mb, student_h, hidden, weights, mask, softcap) -> dict[str, float]:
+    """Purified-OPSD PMI diagnostics (position-weighted sums), chunk by chunk, no grad."""
+    from selfdistill.models import output_weight
+
+    with torch.no_grad():
+        if "refonly" in hidden:
+            ref_h, ref_w = hidden["refonly"], weights["refonly"]
+        else:
+            ref_h = passes.base.hidden(*_fwd(mb.batches["refonly"]))
+            ref_w = passes.base.output_weight()
+        idx = mask.reshape(-1).nonzero().squeeze(1)
+        H = student_h.shape[-1]
+        flat = {k: h.reshape(-1, H)[idx] for k, h in
+                (("teacher", hidden["teacher"]), ("refonly", ref_h), ("student", student_h))}
+        w = {"teacher": weights["teacher"], "refonly": ref_w, "student": output_weight(passes.model).detach()}
+        step = passes.chunk_size or max(1, idx.numel())
+        sums = {"pmi_n": 0.0, "cos_total_ref": 0.0, "cos_total_it": 0.0, "norm_ratio_ref_total": 0.0,
+                "kl_ratio_ref": 0.0, "tanh_clip_frac": 0.0}
+        for i in range(0, idx.numel(), step):
+            logits = {k: obj.project(v[i : i + step], w[k], None, softcap) for k, v in flat.items()}
+            d = obj.pmi_diagnostics(logits["teacher"], logits["refonly"], logits["student"],
+                                    clip=cfg.objective.purified_clip, center=cfg.objective.purified_center)
+            n = float(d["num_positions"])
+            sums["pmi_n"] += n
+            for key, src in (("cos_total_ref", "cos_total_ref"), ("cos_total_it", "cos_total_it"),
+                             ("norm_ratio_ref_total", "norm_ratio_ref_total"),
+                             ("kl_ratio_ref", "kl_ratio_ref_mean"), ("tanh_clip_frac", "tanh_clip_fraction")):
+                sums[key] += float(d[src]) * n
+    return sums
