@@ -49,14 +49,14 @@ def response_hidden(
 ) -> torch.Tensor:
     """Final-norm hidden states ``hidden_B_T_H`` at the columns that predict the T response tokens.
 
-    Gradients flow when called outside ``torch.no_grad()``. Raises ValueError when the columns
-    ``[response_start - 1, response_start - 1 + T)`` do not fit in L.
+    Gradients flow when called outside ``torch.no_grad()``. Raises ValueError when the response
+    tokens ``[response_start, response_start + T)`` do not fit in L.
     """
     L = ids_B_L.shape[1]
-    if not 1 <= response_start <= L or T < 0 or response_start - 1 + T > L:
+    if response_start < 1 or T < 0 or response_start + T > L:
         raise ValueError(
             f"response_start={response_start}, T={T} do not fit a batch of length L={L}: "
-            "need 1 <= response_start and response_start - 1 + T <= L"
+            "need 1 <= response_start and response_start + T <= L"
         )
     out = decoder(model)(
         input_ids=ids_B_L,
