@@ -223,3 +223,16 @@ def test_no_chat_template(smol_tokenizer) -> None:
 
     with pytest.raises(ContextError, match="no chat template"):
         Renderer(NoTemplate(), ContextConfig(max_length=10))
+
+
+def test_prompts_for_generation_reserve_room(smol_tokenizer) -> None:
+    renderer = Renderer(smol_tokenizer, ContextConfig(max_length=100, over_length="drop"))
+    short = renderer.prompt_ids("student", EXAMPLE)
+    long = Example(id="long", problem="word " * 80, origin="line 3")
+    batch = renderer.prompts("student", [EXAMPLE, long, EXAMPLE], reserve_tokens=100 - len(short))
+    assert batch.ids == [short, short] and batch.kept == [0, 2]
+    assert [(d.index, d.example_id) for d in batch.dropped] == [(1, "long")]
+    assert renderer.prompts("student", [EXAMPLE], reserve_tokens=101 - len(short)).kept == []
+    strict = Renderer(smol_tokenizer, ContextConfig(max_length=100))
+    with pytest.raises(ContextLengthError, match="'long'"):
+        strict.prompts("student", [EXAMPLE, long])

@@ -1,6 +1,12 @@
 """One renderer for every role: chat-templated prompt ids and aligned scoring batches."""
 
-from selfdistill.contexts.batch import AlignmentError, Dropped, ScoringBatch, check_alignment
+from selfdistill.contexts.batch import (
+    AlignmentError,
+    Dropped,
+    PromptBatch,
+    ScoringBatch,
+    check_alignment,
+)
 from selfdistill.contexts.config import (
     ROLES,
     ContextConfig,
@@ -19,6 +25,7 @@ __all__ = [
     "ContextError",
     "ContextLengthError",
     "Dropped",
+    "PromptBatch",
     "Renderer",
     "RoleOptions",
     "ScoringBatch",

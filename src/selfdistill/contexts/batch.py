@@ -25,6 +25,16 @@ class Dropped:
 
 
 @dataclass
+class PromptBatch:
+    """Generation prompts of one role: ``ids[k]`` is the prompt of input row ``kept[k]``."""
+
+    role: str
+    ids: list[list[int]]
+    kept: list[int]
+    dropped: list[Dropped] = field(default_factory=list)
+
+
+@dataclass
 class ScoringBatch:
     """Prompt + response ids of one role, ready for a forward pass.
 

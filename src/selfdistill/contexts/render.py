@@ -20,7 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from selfdistill.contexts import prompts
-from selfdistill.contexts.batch import Dropped, ScoringBatch, assemble, check_alignment
+from selfdistill.contexts.batch import (
+    Dropped,
+    PromptBatch,
+    ScoringBatch,
+    assemble,
+    check_alignment,
+)
 from selfdistill.contexts.config import (
     ROLES,
     ContextConfig,
@@ -173,6 +179,36 @@ class Renderer:
         if reason is not None:
             raise ContextLengthError(reason)
         return ids
+
+    def prompts(
+        self,
+        role: str,
+        examples: Sequence[Example],
+        *,
+        reserve_tokens: int = 0,
+        siblings: Sequence[str | None] | None = None,
+        feedbacks: Sequence[str | None] | None = None,
+    ) -> PromptBatch:
+        """Generation prompts for a batch, applying the over-length policy with room for
+        ``reserve_tokens`` new tokens (e.g. ``max_new_tokens``) after each prompt."""
+        n = len(examples)
+        siblings = list(siblings) if siblings is not None else [None] * n
+        feedbacks = list(feedbacks) if feedbacks is not None else [None] * n
+        batch = PromptBatch(role=role, ids=[], kept=[])
+        for i, example in enumerate(examples):
+            text = self.user_text(role, example, sibling=siblings[i], feedback=feedbacks[i])
+            if text is None:
+                raise ContextError(f"example {example.id!r}: role {role!r} has no context to render")
+            ids = self._ids(role, text)
+            reason = self._over_length(role, example, len(ids), reserve_tokens)
+            if reason is None:
+                batch.ids.append(ids)
+                batch.kept.append(i)
+            elif self.config.over_length == "drop":
+                batch.dropped.append(Dropped(i, example.id, role, reason))
+            else:
+                raise ContextLengthError(reason)
+        return batch
 
     def prompt_text(self, role: str, example: Example, **kwargs) -> str:
         """The decoded prompt (for logs and docs)."""
