@@ -13,10 +13,10 @@ import json
 import statistics
 import sys
 
-from selfdistill.data import METHODS, DataError, load_with_report, read_source
+from selfdistill.data import METHODS, DataError, LoadResult, load_with_report
 from selfdistill.data.columns import parse_columns_flag
 from selfdistill.data.offline import DESCRIPTIONS, rg_tasks
-from selfdistill.data.validate import MAX_FIELD_CHARS, check_rows
+from selfdistill.data.validate import MAX_FIELD_CHARS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,28 +68,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, columns: dict[str, str]) -> int:
-    table = read_source(args.path, split=args.split, seed=args.seed)
-    fatal = [e for e in table.errors if e.row == 0]
-    checked = None
-    if not fatal:
-        checked = check_rows(table.rows, columns=table.columns, overrides=columns, method=args.method,
-                             need_answer=True if args.need_answer else None, max_chars=args.max_chars,
-                             source=table.source, label=table.label, unit=table.unit,
-                             id_prefix=table.id_prefix or table.label)
-    errors = sorted(table.errors + (checked.errors if checked else []), key=lambda e: e.row)
-    if errors:
-        for error in errors:
+    try:
+        result = load_with_report(args.path, split=args.split, columns=columns or None, seed=args.seed,
+                                  method=args.method, need_answer=True if args.need_answer else None,
+                                  max_chars=args.max_chars)
+    except DataError as err:
+        for error in err.errors:
             print(error.format())
-        print(f"{table.source}: {_plural(len(errors), 'error')}; fix them and check again", file=sys.stderr)
+        print(f"{args.path}: {_plural(len(err.errors), 'error')}; fix them and check again", file=sys.stderr)
         return 1
-    _summary(table.source, checked, args.method)
+    _summary(result, args.method)
     return 0
 
 
-def _summary(source: str, checked, method: str | None) -> None:
+def _summary(checked: LoadResult, method: str | None) -> None:
     examples = checked.examples
     n = len(examples)
-    print(f"{source}: {n} rows, all good" + (f" for {method}" if method else ""))
+    print(f"{checked.source}: {n} rows, all good" + (f" for {method}" if method else ""))
     print(f"  columns found: {', '.join(checked.columns)}")
     used = ", ".join(f"{f} <- {c}" for f, c in checked.mapping.items() if c is not None)
     if checked.mapping.get("solution") is None and any(e.solution for e in examples):

@@ -123,4 +123,4 @@ def split_gsm8k(answer: str | None, solution: str | None) -> tuple[str | None, s
     match = GSM8K_MARK.match(answer)
     if match is None or not match["answer"]:
         return answer, solution
-    return match["answer"], solution if solution is not None else (match["steps"] or None)
+    return match["answer"], solution if solution is not None else (match["steps"].strip() or None)

@@ -84,7 +84,7 @@ def load_with_report(spec: str | Path, *, split: str | None = None, columns: dic
         raise ValueError(f"on_bad_rows must be 'error' or 'skip', not {on_bad_rows!r}")
     table = read_source(spec, split=split, limit=limit, seed=seed)
     if limit is not None:
-        table.rows = table.rows[:limit]
+        _apply_limit(table, limit)
     fatal = [e for e in table.errors if e.row == 0]
     if fatal:
         raise DataError(fatal)
@@ -120,6 +120,15 @@ def read_source(spec: str | Path, *, split: str | None = None, limit: int | None
                         f"{', '.join(sorted(HUB_PARAMS))}", text)
     split = params.pop("split", split)
     return load_hub(name, split=split, limit=limit, **params)
+
+
+def _apply_limit(table: RawTable, limit: int) -> None:
+    """Keep the first ``limit`` records, good or unparseable, in source order."""
+    numbers = sorted({r.number for r in table.rows} | {e.row for e in table.errors if e.row > 0})
+    if len(numbers) > limit:
+        last = numbers[limit - 1] if limit > 0 else 0
+        table.rows = [r for r in table.rows if r.number <= last]
+        table.errors = [e for e in table.errors if e.row <= last]
 
 
 def _parse_params(query: str) -> dict[str, Any]:
