@@ -39,12 +39,12 @@ MARKERS: tuple[str, ...] = (
 MODES = ("word", "paper")
 
 # letters, with apostrophes (straight or curly) allowed between letters
-_WORD_RE = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+WORD_RE = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
 
 
 def words(text: str) -> list[str]:
     """Lowercased words of ``text`` under the ``word``-mode rule (see the module docstring)."""
-    return [m.group(0).lower().replace("\u2019", "'") for m in _WORD_RE.finditer(text)]
+    return [m.group(0).lower().replace("\u2019", "'") for m in WORD_RE.finditer(text)]
 
 
 def word_stem(word: str) -> str:

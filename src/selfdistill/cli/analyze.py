@@ -27,6 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _model_data(r)
     r.add_argument("--settings", default="unguided,full,no_think,regenerated",
                    help="comma list from unguided,full,no_think,regenerated")
+    r.add_argument("--k", type=int, default=1, help="samples per problem and setting")
     _output(r)
     r.set_defaults(_analysis=_run_richness)
 
@@ -87,13 +88,51 @@ def _run_markers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_richness(args: argparse.Namespace) -> int:
-    from selfdistill.analysis.richness import run_richness_cli
+def _setup(args: argparse.Namespace):
+    """(model, tokenizer, renderer, examples with solution and answer, sampling params)."""
+    from selfdistill.cli.evaluate import context_limit
+    from selfdistill.contexts import ContextConfig, Renderer, RoleOptions
+    from selfdistill.data import load_examples
+    from selfdistill.models import load_model
+    from selfdistill.rollout import SamplingParams
 
-    return run_richness_cli(args)
+    examples = load_examples(args.data, split=args.split, limit=args.limit, seed=args.seed,
+                             method="opsd", need_answer=True)
+    model, tokenizer = load_model(args.model)
+    thinking = RoleOptions(enable_thinking=args.thinking == "on")
+    config = ContextConfig(roles={r: thinking for r in ("student", "teacher", "refonly")},
+                           max_length=context_limit(model, tokenizer, None))
+    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed)
+    return model, tokenizer, Renderer(tokenizer, config), examples, params
+
+
+def _run_richness(args: argparse.Namespace) -> int:
+    from selfdistill.analysis.richness import COLUMNS, parse_settings, richness
+    from selfdistill.analysis.tables import markdown_table
+
+    settings = parse_settings(args.settings)
+    model, tokenizer, renderer, examples, params = _setup(args)
+    table, _ = richness(model, tokenizer, examples, renderer=renderer, params=params, k=args.k,
+                        settings=settings, output_dir=args.output_dir)
+    print(markdown_table(table, COLUMNS))
+    print(f"wrote richness tables, samples and plot to {args.output_dir}")
+    return 0
 
 
 def _run_token_kl(args: argparse.Namespace) -> int:
-    from selfdistill.analysis.token_kl import run_token_kl_cli
+    from selfdistill.analysis.tables import markdown_table
+    from selfdistill.analysis.token_kl import responses_for, score_tokens, write_token_kl
 
-    return run_token_kl_cli(args)
+    model, tokenizer, renderer, examples, params = _setup(args)
+    rows, response_ids = responses_for(model, tokenizer, renderer, examples, params,
+                                       samples_path=args.samples)
+    scores = score_tokens(model, tokenizer, renderer, rows, response_ids)
+    source = f"; responses from {args.samples}" if args.samples else "; responses sampled by the student"
+    result = write_token_kl(scores, args.output_dir, title_note=f"; model {args.model}{source}")
+    print(f"corpus mean KL(student || teacher): {result['corpus_mean_kl']:.4f} nats "
+          f"over {scores.kl_N.numel()} tokens")
+    print(markdown_table(result["variants"][:15], ["marker", "variant", "count", "mean_kl", "ratio_to_mean"]))
+    print(markdown_table(result["diagnostics"], ["tokens", "quantity", "n", "mean", "median"]))
+    print(f"wrote token-kl tables and plots to {args.output_dir}")
+    return 0

@@ -37,8 +37,9 @@ def evaluate(model, tokenizer, examples: Sequence[Example], *, k: int, params: S
              model_name: str = "model", scorer: RewardScorer | None = None,
              problems_per_batch: int = 8, on_sample: Callable[[dict], None] | None = None,
              progress: bool = True, reward_timeout_s: float = 5.0,
-             backend: RolloutBackend | None = None) -> tuple[dict, list[dict]]:
-    """Sample ``k`` responses per example with the student prompt and score them.
+             backend: RolloutBackend | None = None, role: str = "student") -> tuple[dict, list[dict]]:
+    """Sample ``k`` responses per example with the ``role`` prompt (student: the question only)
+    and score them.
 
     Args:
         params: sampling settings; its ``n`` is replaced by ``k``. With a seed, chunk i of
@@ -67,7 +68,7 @@ def evaluate(model, tokenizer, examples: Sequence[Example], *, k: int, params: S
     own_scorer = scorer is None
     scorer = scorer or RewardScorer(timeout_s=reward_timeout_s, workers=1)
     backend = backend or HFGenerate(model, tokenizer)
-    prompts = [renderer.prompt_ids("student", ex) for ex in examples]
+    prompts = [renderer.prompt_ids(role, ex) for ex in examples]
     bar = _progress(len(examples) * k, f"eval {benchmark}", progress)
     rows: list[dict] = []
     try:
