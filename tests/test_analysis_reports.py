@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_analyze_markers_cli(tmp_path, capsys):
     assert main(["analyze", "markers", str(FIXTURES / "base.jsonl"), str(FIXTURES / "trained.jsonl"),
                  "--output-dir", str(out), "--min-count", "2"]) == 0
     rows = list(csv.DictReader(open(out / "markers.csv")))
-    assert [(r["file"], r["mode"]) for r in rows] == [
+    assert [(r["group"], r["mode"]) for r in rows] == [
         ("base.jsonl", "word"), ("trained.jsonl", "word"), ("base.jsonl", "paper"), ("trained.jsonl", "paper")]
     base_word = rows[0]
     # hand count of the fixture, word mode: wait 4, hmm 5, perhaps 1, maybe 3, actually 2,
@@ -95,3 +96,23 @@ def test_report_errors(tmp_path, capsys):
         write_run_report(tmp_path)
     with pytest.raises(ValueError, match="row 1: no 'step'"):
         collect_series([{"loss": 1.0}])
+
+
+def test_analyze_markers_group_by(tmp_path):
+    merged = tmp_path / "merged.jsonl"
+    lines = []
+    for name in ("base", "trained"):
+        for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines():
+            lines.append(json.dumps({**json.loads(line), "setting": name}))
+    merged.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "g"
+    assert main(["analyze", "markers", str(merged), "--group-by", "setting", "--compare", "trained,base",
+                 "--output-dir", str(out), "--min-count", "2"]) == 0
+    rows = list(csv.DictReader(open(out / "markers.csv")))
+    assert [r["group"] for r in rows[:2]] == ["base", "trained"]
+    assert int(rows[0]["wait"]) == 4
+    shift = {r["word"]: float(r["log2_ratio"]) for r in csv.DictReader(open(out / "freq_shift.csv"))}
+    assert shift["wait"] > 0  # B = base has more "wait" than A = trained
+    with pytest.raises(ValueError, match="groups are base, trained"):
+        main(["analyze", "markers", str(merged), "--group-by", "setting", "--compare", "x,base",
+              "--output-dir", str(out)])

@@ -20,9 +20,12 @@ from selfdistill.analysis.tables import read_jsonl, write_table
 
 
 def load_responses(path: str | Path, *, text_field: str = "response",
-                   count_tokens: Callable[[str], int] | None = None) -> tuple[list[str], list[int]]:
-    """(texts, token counts) of a samples file; errors name the line, the field and the fix."""
-    texts, lengths = [], []
+                   count_tokens: Callable[[str], int] | None = None,
+                   group_by: str | None = None) -> dict[str, tuple[list[str], list[int]]]:
+    """{group: (texts, token counts)} of a samples file; one group "" unless ``group_by`` names
+    a field whose values split the rows (e.g. ``setting`` of richness_samples.jsonl). Errors name
+    the line, the field and the fix."""
+    groups: dict[str, tuple[list[str], list[int]]] = {}
     for i, row in enumerate(read_jsonl(path), 1):
         text = row.get(text_field)
         if not isinstance(text, str):
@@ -34,18 +37,21 @@ def load_responses(path: str | Path, *, text_field: str = "response",
                 raise ValueError(f"{path} row {i}: no 'num_tokens' field; add it or pass --tokenizer "
                                  f"so responses can be tokenized")
             n = count_tokens(text)
+        if group_by is not None and group_by not in row:
+            raise ValueError(f"{path} row {i}: no field {group_by!r} to group by")
+        texts, lengths = groups.setdefault("" if group_by is None else str(row[group_by]), ([], []))
         texts.append(text)
         lengths.append(int(n))
-    if not texts:
+    if not groups:
         raise ValueError(f"{path} holds no responses")
-    return texts, lengths
+    return groups
 
 
 def file_marker_row(name: str, texts: Sequence[str], lengths: Sequence[int], mode: str) -> dict:
     """One table row: responses, tokens, per-response and per-1k totals, per-marker per-1k rates."""
     counts = sum_counts(count_epistemic_markers(t, mode) for t in texts)
     tokens = sum(lengths)
-    row: dict = {"file": name, "mode": mode, "responses": len(texts), "tokens": tokens,
+    row: dict = {"group": name, "mode": mode, "responses": len(texts), "tokens": tokens,
                  "mean_tokens": tokens / len(texts), "E_per_response": counts["total"] / len(texts),
                  "total_per_1k": per_1k(counts["total"], tokens)}
     for m in MARKERS:
@@ -56,25 +62,37 @@ def file_marker_row(name: str, texts: Sequence[str], lengths: Sequence[int], mod
 
 def analyze_marker_files(paths: Sequence[str | Path], output_dir: str | Path, *,
                          text_field: str = "response", alpha: float = 0.5, min_count: int = 3,
-                         count_tokens: Callable[[str], int] | None = None) -> dict:
-    """Write markers.{md,csv}, markers_per_1k.png and, for >= 2 files, freq_shift.{md,csv} +
-    freq_shift.png (last file vs first). Returns {"rows": [...], "shift_summary": dict | None}."""
+                         count_tokens: Callable[[str], int] | None = None, group_by: str | None = None,
+                         compare: tuple[str, str] | None = None) -> dict:
+    """Write markers.{md,csv}, markers_per_1k_{word,paper}.png and, with >= 2 groups,
+    freq_shift.{md,csv}, freq_shift_summary.{md,csv} and freq_shift.png.
+
+    A group is a file, or with ``group_by`` a (file, field value) pair (labelled by the value alone
+    when there is one file). The shift compares B against A with ``compare=(A, B)``, default the
+    first and the last group. Returns {"rows": [...], "shift_summary": dict | None}.
+    """
     out = Path(output_dir)
-    names = _short_names(paths)
-    loaded = {n: load_responses(p, text_field=text_field, count_tokens=count_tokens)
-              for n, p in zip(names, paths)}
+    loaded: dict[str, tuple[list[str], list[int]]] = {}
+    for name, path in zip(_short_names(paths), paths):
+        groups = load_responses(path, text_field=text_field, count_tokens=count_tokens, group_by=group_by)
+        for value, data in groups.items():
+            label = name if group_by is None else (value if len(paths) == 1 else f"{name}:{value}")
+            loaded[label] = data
+    names = list(loaded)
     rows = [file_marker_row(n, texts, lengths, mode)
             for mode in ("word", "paper") for n, (texts, lengths) in loaded.items()]
-    columns = ["file", "mode", "responses", "tokens", "mean_tokens", "E_per_response", "total_per_1k",
+    columns = ["group", "mode", "responses", "tokens", "mean_tokens", "E_per_response", "total_per_1k",
                *MARKERS, *(f"{m}_per_1k" for m in MARKERS)]
     write_table(rows, columns, out / "markers", title="Epistemic markers per file")
     for mode in ("word", "paper"):
-        series = {r["file"]: [r[f"{m}_per_1k"] for m in MARKERS] for r in rows if r["mode"] == mode}
+        series = {r["group"]: [r[f"{m}_per_1k"] for m in MARKERS] for r in rows if r["mode"] == mode}
         grouped_bars(series, list(MARKERS), out / f"markers_per_1k_{mode}.png",
                      title=f"Epistemic markers per 1k tokens ({mode} mode)", ylabel="per 1k tokens")
     result: dict = {"rows": rows, "shift_summary": None}
+    if compare is not None and any(c not in loaded for c in compare):
+        raise ValueError(f"--compare {','.join(compare)}: groups are {', '.join(names)}")
     if len(names) >= 2:
-        a, b = names[0], names[-1]
+        a, b = compare or (names[0], names[-1])
         shift_rows, summary = frequency_shift(loaded[a][0], loaded[b][0], alpha=alpha, min_count=min_count)
         table = [{"word": r.word, "marker": "yes" if r.is_marker else "", "count_a": r.count_a,
                   "count_b": r.count_b, "freq_a": r.freq_a, "freq_b": r.freq_b,

@@ -20,6 +20,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "without num_tokens")
     m.add_argument("--alpha", type=float, default=0.5, help="add-alpha smoothing of word frequencies")
     m.add_argument("--min-count", type=int, default=3, help="words seen fewer times are left out")
+    m.add_argument("--group-by", default=None, help="split each file's rows by this field "
+                   "(e.g. setting in richness_samples.jsonl)")
+    m.add_argument("--compare", default=None, metavar="A,B",
+                   help="frequency shift of group B against group A (default: first and last group)")
     _output(m)
     m.set_defaults(_analysis=_run_markers)
 
@@ -76,13 +80,19 @@ def _run_markers(args: argparse.Namespace) -> int:
         name = args.tokenizer
         tok = AutoTokenizer.from_pretrained(str(alias_path(name)) if name in ALIASES else name)
         count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    compare = None
+    if args.compare:
+        compare = tuple(part.strip() for part in args.compare.split(","))
+        if len(compare) != 2:
+            raise ValueError(f"--compare {args.compare!r}: give two group names, A,B")
     result = analyze_marker_files(args.files, args.output_dir, text_field=args.text_field,
-                                  alpha=args.alpha, min_count=args.min_count, count_tokens=count_tokens)
-    print(markdown_table(result["rows"], ["file", "mode", "responses", "tokens", "E_per_response",
+                                  alpha=args.alpha, min_count=args.min_count, count_tokens=count_tokens,
+                                  group_by=args.group_by, compare=compare)
+    print(markdown_table(result["rows"], ["group", "mode", "responses", "tokens", "E_per_response",
                                           "total_per_1k"]))
     if result["shift_summary"]:
         s = result["shift_summary"]
-        print(f"frequency shift (last vs first file): markers mean log2 ratio "
+        print(f"frequency shift: markers mean log2 ratio "
               f"{s['marker_mean_log2_ratio']:.3f}, other words {s['other_mean_log2_ratio']:.3f}")
     print(f"wrote tables and plots to {args.output_dir}")
     return 0
