@@ -75,7 +75,9 @@ def _check(args: argparse.Namespace, columns: dict[str, str]) -> int:
     except DataError as err:
         for error in err.errors:
             print(error.format())
-        print(f"{args.path}: {_plural(len(err.errors), 'error')}; fix them and check again", file=sys.stderr)
+        n = len(err.errors)
+        print(f"{args.path}: {_plural(n, 'error')}; fix {'it' if n == 1 else 'them'} and check again",
+              file=sys.stderr)
         return 1
     _summary(result, args.method)
     return 0
