@@ -95,3 +95,17 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="mask_B_T"):
         chunked_distill_loss(student, weight, target_hidden=hidden, target_fn=fn, mask_B_T=mask,
                              divergence_kwargs={"mask": mask})
+
+
+def test_bfloat16_hidden_states_close_to_float64():
+    student, weight, _, hidden, mask = setup(seed=7)
+    kw = dict(target_hidden=hidden, target_fn=make_target_fn("purified"), mask_B_T=mask,
+              divergence_kwargs=dict(beta=0.5))
+    _, (gh64, gw64) = run(direct_distill_loss, student, weight, None, **kw)
+    s16 = student.detach().bfloat16().requires_grad_(True)
+    w16 = weight.detach().bfloat16().requires_grad_(True)
+    kw16 = {**kw, "target_hidden": {k: v.bfloat16() for k, v in hidden.items()}}
+    out, (gh16, gw16) = run(chunked_distill_loss, s16, w16, None, chunk_size=2, **kw16)
+    assert out.loss.dtype == torch.float32 and gh16.dtype == torch.bfloat16 and gw16.dtype == torch.bfloat16
+    torch.testing.assert_close(gw16.double(), gw64, rtol=0.1, atol=0.02)
+    torch.testing.assert_close(gh16.double(), gh64, rtol=0.1, atol=0.02)

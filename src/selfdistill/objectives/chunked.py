@@ -43,8 +43,10 @@ class _ChunkedDistill(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n = student_N_H.shape[0]
         grad_h = torch.zeros_like(student_N_H) if need_h else None
-        grad_w = torch.zeros_like(weight_V_H) if need_w else None
-        grad_b = torch.zeros_like(bias_V) if need_b else None
+        # W / b gradients sum over chunks: accumulate in at least float32, cast back at the end
+        acc = lambda x: torch.zeros_like(x, dtype=torch.promote_types(x.dtype, torch.float32))  # noqa: E731
+        grad_w = acc(weight_V_H) if need_w else None
+        grad_b = acc(bias_V) if need_b else None
         per_pos = []
         for start in range(0, n, chunk_size):
             rows = slice(start, start + chunk_size)
@@ -74,6 +76,8 @@ class _ChunkedDistill(torch.autograd.Function):
             per_pos.append(div.detach())
             del s_logits, div
         per_pos_N = torch.cat(per_pos) if per_pos else coef_N.new_zeros(0)
+        grad_w = None if grad_w is None else grad_w.to(weight_V_H.dtype)
+        grad_b = None if grad_b is None else grad_b.to(bias_V.dtype)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         loss = (per_pos_N * coef_N.to(per_pos_N.dtype)).sum()
         ctx.mark_non_differentiable(per_pos_N)
