@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from selfdistill.contexts import (
     ROLES,
@@ -207,6 +208,12 @@ def test_all_rows_dropped_gives_empty_batch(smol_tokenizer) -> None:
 def test_bad_response_ids(renderer: Renderer) -> None:
     with pytest.raises(ContextError, match="response 1.*q7"):
         renderer.scoring_batch("student", [EXAMPLE, EXAMPLE], [[1], [10**9]])
+    with pytest.raises(ContextError, match="not an integer"):
+        renderer.scoring_batch("student", [EXAMPLE], [[1.0]])
+    with pytest.raises(ContextError, match="is text"):
+        renderer.scoring_batch("student", [EXAMPLE], ["5"])
+    as_tensor = renderer.scoring_batch("student", [EXAMPLE], [torch.tensor([5, 6])])
+    assert as_tensor.response_ids_B_T.tolist() == [[5, 6]]
     with pytest.raises(ContextError, match="2 examples but 1 responses"):
         renderer.scoring_batch("student", [EXAMPLE, EXAMPLE], [[1]])
 

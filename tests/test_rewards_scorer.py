@@ -89,3 +89,14 @@ def test_close_stops_workers() -> None:
     for process in processes:
         process.join(timeout=5)
         assert not process.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        scorer.score(["\\boxed{1}"], ["1"])
+
+
+def test_memory_cap_stops_a_runaway_before_the_clock() -> None:
+    """Without a cap the tower runs until killed; with a 64 MB cap sympy hits MemoryError
+    (math-verify turns it into a wrong answer) well before the 15 s bound."""
+    with RewardScorer(timeout_s=15.0, memory_limit_mb=64) as scorer:
+        verdict = scorer.check(TOWER, "1")
+        assert verdict.correct is False and verdict.status != "timeout", verdict
+        assert scorer.score(["\\boxed{2}"], ["2"]) == [1.0]

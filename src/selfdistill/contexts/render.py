@@ -17,6 +17,7 @@ Ids are always prompt_ids + response_ids: the prompt/response seam is never re-t
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from selfdistill.contexts import prompts
@@ -297,12 +298,18 @@ class Renderer:
         )[role]
 
     def _check_response(self, i: int, example: Example, response: Sequence[int]) -> list[int]:
-        ids = list(response)
-        bad = [t for t in ids if not isinstance(t, int) or isinstance(t, bool)
-               or not 0 <= t < self.vocab_size]
+        """The response as a list of python ints, checked against the vocabulary."""
+        where = f"response {i} (example {example.id!r})"
+        if isinstance(response, str):
+            raise ContextError(f"{where} is text; pass the sampled token ids")
+        ids = []
+        for token in response:  # python, numpy and 0-d torch integers; no floats or bools
+            if isinstance(token, bool) or not hasattr(token, "__index__"):
+                raise ContextError(f"{where} holds {token!r}, not an integer token id")
+            ids.append(operator.index(token))
+        bad = [t for t in ids if not 0 <= t < self.vocab_size]
         if bad:
             raise ContextError(
-                f"response {i} (example {example.id!r}) has token ids outside "
-                f"[0, {self.vocab_size}): {bad[:5]}; pass the sampled token ids, not text"
+                f"{where} has token ids outside [0, {self.vocab_size}): {bad[:5]}"
             )
         return ids

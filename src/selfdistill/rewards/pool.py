@@ -11,6 +11,7 @@ clock starts. Scripts that create a RewardScorer must guard their entry point wi
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
 import threading
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 _STARTUP_TIMEOUT_S = 120.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,26 @@ class Verdict:
         return 1.0 if self.correct else 0.0
 
 
-def _worker_main(conn, memory_limit_mb: int | None) -> None:
-    if memory_limit_mb is not None:
-        import resource
+def _limit_memory(extra_mb: int) -> None:
+    """Cap the address space at its current size + ``extra_mb`` (the current size includes
+    whatever the parent's main module imported during the spawn, e.g. torch)."""
+    import resource
 
-        limit = memory_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        with open("/proc/self/statm") as statm:
+            current = int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:  # not Linux: no reliable current size, so no cap
+        return
+    limit = current + extra_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def _worker_main(conn, memory_limit_mb: int | None) -> None:
     from selfdistill.rewards.check import check_answer
 
     check_answer("\\boxed{1}", "1/1")  # warm up sympy / latex2sympy before reporting ready
+    if memory_limit_mb is not None:
+        _limit_memory(memory_limit_mb)
     conn.send("ready")
     while True:
         try:
@@ -118,13 +131,14 @@ class RewardScorer:
     Args:
         timeout_s: seconds allowed per item (worker start-up excluded).
         workers: number of verification processes (items are checked in parallel).
-        memory_limit_mb: address-space limit of each worker, or None for no limit.
+        memory_limit_mb: address space each worker may add after start-up, or None for no cap
+            (a runaway sympy computation then raises MemoryError instead of exhausting RAM).
 
     Use as a context manager (or call ``close``) to stop the workers.
     """
 
     def __init__(
-        self, timeout_s: float = 5.0, workers: int = 1, memory_limit_mb: int | None = 4096
+        self, timeout_s: float = 5.0, workers: int = 1, memory_limit_mb: int | None = 2048
     ) -> None:
         if timeout_s <= 0 or workers < 1:
             raise ValueError(f"RewardScorer needs timeout_s > 0 and workers >= 1, got "
@@ -138,12 +152,17 @@ class RewardScorer:
         self._executor = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self._finalizer = weakref.finalize(self, _kill_all, self._all)
         self._lock = threading.Lock()
+        self._closed = False
 
     def check(self, text: str, gold: str, *, timeout_s: float | None = None) -> Verdict:
         """Verify one response against one gold answer within the time bound."""
+        if self._closed:
+            raise RuntimeError("this RewardScorer is closed")
         worker = self._idle.get()
         try:
             verdict = worker.run(text, gold, self.timeout_s if timeout_s is None else timeout_s)
+            if verdict.status == "error":
+                logger.warning("reward check failed (scored 0): %s", verdict.detail)
             if verdict.status != "ok" or not worker.alive:
                 worker = self._replace(worker)
         finally:
@@ -176,6 +195,7 @@ class RewardScorer:
         return [verdict.reward for verdict in self.score_detailed(texts, golds)]
 
     def close(self) -> None:
+        self._closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._finalizer()
