@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,6 +42,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "default: generate one response per problem with the student prompt")
     _output(t)
     t.set_defaults(_analysis=_run_token_kl)
+
+    j = sub.add_parser("judge", help="LLM-judge count of uncertainty expressions (OpenAI-compatible API)")
+    j.add_argument("file", help="samples JSONL (response field)")
+    j.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+    j.add_argument("--judge-model", required=True, help="model name sent to the endpoint")
+    j.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (never printed); unset: no auth header")
+    j.add_argument("--limit", type=int, default=20, help="judge at most this many responses")
+    j.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    j.add_argument("--retries", type=int, default=2, help="extra attempts per response")
+    j.add_argument("--text-field", default="response")
+    _output(j)
+    j.set_defaults(_analysis=_run_judge)
     return p
 
 
@@ -145,4 +159,24 @@ def _run_token_kl(args: argparse.Namespace) -> int:
     print(markdown_table(result["variants"][:15], ["marker", "variant", "count", "mean_kl", "ratio_to_mean"]))
     print(markdown_table(result["diagnostics"], ["tokens", "quantity", "n", "mean", "median"]))
     print(f"wrote token-kl tables and plots to {args.output_dir}")
+    return 0
+
+
+def _run_judge(args: argparse.Namespace) -> int:
+    from selfdistill.analysis.judge import JudgeClient, JudgeError, judge_samples
+    from selfdistill.analysis.tables import markdown_table
+
+    key = os.environ.get(args.api_key_env) or None
+    if key is None:
+        print(f"note: ${args.api_key_env} is not set; sending requests without an Authorization header")
+    client = JudgeClient(args.base_url, args.judge_model, key, timeout_s=args.timeout,
+                         max_retries=args.retries)
+    try:
+        summary = judge_samples(args.file, client, args.output_dir, limit=args.limit,
+                                text_field=args.text_field)
+    except JudgeError as err:
+        print(f"selfdistill analyze judge: {err}", file=sys.stderr)
+        return 1
+    print(markdown_table([summary], list(summary)))
+    print(f"wrote judge.jsonl, judge_summary and judge_vs_markers.png to {args.output_dir}")
     return 0
