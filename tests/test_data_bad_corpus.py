@@ -51,6 +51,7 @@ CASES = [
     ("blank_answer.jsonl", "sdpo", 2, "answer", "is empty"),
     ("boolean_answer.jsonl", None, 3, "answer", "is a boolean"),
     ("trl_no_context.jsonl", "purified-opsd", 0, "solution", "--columns solution=NAME"),
+    ("several_problems.jsonl", "opsd", 7, "id", "duplicate id 'q1': also at line 1"),
 ]
 
 
@@ -108,6 +109,15 @@ def test_huge_field_generated(tmp_path, capsys):
     assert f"{path}:2: problem: problem is 1,000,001 characters, over the limit of 1,000,000" in out
     code, out = _check([str(path), "--max-chars", "2000000"], capsys)
     assert code == 0, out
+
+
+def test_several_problems_in_one_file_all_reported(capsys):
+    path = BAD / "several_problems.jsonl"
+    code, out = _check([str(path), "--method", "opsd"], capsys)
+    found = [tuple(line.split(": ")[:2]) for line in out.splitlines()]
+    assert code == 1 and found == [(f"{path}:{row}", field) for row, field in
+                                   [(3, "solution"), (4, "json"), (5, "encoding"), (6, "answer"), (6, "solution"),
+                                    (7, "id"), (8, "problem"), (8, "solution")]]
 
 
 def test_errors_are_listed_in_row_order_with_a_count_on_stderr(capsys):

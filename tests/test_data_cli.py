@@ -48,7 +48,7 @@ def test_check_need_answer_flag(capsys, tmp_path):
     path.write_text('{"problem": "a?", "solution": "s"}\n')
     assert _run(["check", str(path)], capsys)[0] == 0
     code, out = _run(["check", str(path), "--need-answer"], capsys)
-    assert code == 1 and out.out.startswith(f"{path}: answer: no answer column (answers are needed")
+    assert code == 1 and out.out.startswith(f"{path}: answer: no answer column (the gold answer is needed")
     code, out = _run(["check", str(GOOD / "trl_style.jsonl"), "--columns", "problem=prompt,answer=prompt"], capsys)
     assert code == 1 and ":1: answer: answer (column 'prompt') is a list" in out.out
 

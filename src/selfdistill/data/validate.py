@@ -33,8 +33,8 @@ def requirements(method: str | None, need_answer: bool | None = None) -> dict[st
     if need_answer is None:
         need_answer = method in NEEDS_ANSWER
     if need_answer:
-        why = f"method {method} rewards sampled answers" if method in NEEDS_ANSWER else "answers are needed"
-        needs["answer"] = why + " against the gold answer"
+        needs["answer"] = (f"method {method} rewards sampled answers against the gold answer"
+                           if method in NEEDS_ANSWER else "the gold answer is needed (need_answer)")
     return needs
 
 
@@ -138,9 +138,12 @@ def _convert(raw: RawRow, mapping: dict[str, str | None], needs: dict[str, str],
         if values[name] is None and name not in failed:
             column = mapping[name]
             state = "is empty" if column is not None and column in raw.value else "is missing"
-            if column is None:  # only GSM8K-style answers could have supplied it
-                state = ("is missing (the source has no solution column and this row's answer is not "
-                         "GSM8K-style 'steps #### final')")
+            if column is None:  # only a GSM8K-style answer could have supplied it
+                raw_answer = raw.value.get(mapping["answer"] or "")
+                state = ("is missing (no solution column, and this row's answer has no steps before '####')"
+                         if isinstance(raw_answer, str) and "####" in raw_answer else
+                         "is missing (no solution column, and this row's answer is not GSM8K-style "
+                         "'steps #### final')")
             errors.append((name, f"{_cell(name, column)} {state}; {why}: fill it in or drop the row"))
     if errors:
         return None, errors
