@@ -43,7 +43,11 @@ class OutputDirError(RuntimeError):
 
 
 class Trainer:
-    """Wires the parts of a run together; :meth:`fit` runs the loop."""
+    """Wires the parts of a run together; :meth:`fit` runs the loop.
+
+    ``rollout_backend``: a RolloutBackend, or a factory ``(model, tokenizer) -> RolloutBackend``
+    (default: HF generate on the student).
+    """
 
     def __init__(self, cfg: TrainConfig, *, rollout_backend=None, accelerator=None) -> None:
         from accelerate import Accelerator
@@ -74,7 +78,9 @@ class Trainer:
         if rollout_backend is None:
             from selfdistill.rollout import HFGenerate
 
-            rollout_backend = HFGenerate(self.model, self.tokenizer)
+            rollout_backend = HFGenerate
+        if not hasattr(rollout_backend, "generate"):  # a factory (model, tokenizer) -> backend
+            rollout_backend = rollout_backend(self.model, self.tokenizer)
         self.backend = rollout_backend
         self.rewarder = None
         if rollouts.needs_rewards(cfg, self.data.examples):

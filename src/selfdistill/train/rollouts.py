@@ -110,13 +110,17 @@ def reward(cfg: TrainConfig, reward_scorer, out: Rollouts) -> Rollouts:
 class FixedRollouts:
     """A rollout backend that returns pre-fixed responses (tests, split-equivalence checks).
 
-    ``responses(prompt_ids, sample_index) -> list[int]`` gives the response of each sample; the
-    text is decoded with ``tokenizer``.
+    ``responses(tokenizer, prompt_ids, sample_index) -> list[int]`` gives each sample's response.
+    Pass ``FixedRollouts.factory(responses)`` as the loop's ``rollout_backend``.
     """
 
     def __init__(self, tokenizer, responses) -> None:
         self.tokenizer = tokenizer
         self.responses = responses
+
+    @classmethod
+    def factory(cls, responses):
+        return lambda model, tokenizer: cls(tokenizer, responses)
 
     def generate(self, prompt_ids, params, *, batch_size=None):
         from selfdistill.rollout import Sample
@@ -124,7 +128,7 @@ class FixedRollouts:
         out = []
         for i, ids in enumerate(prompt_ids):
             for j in range(params.n):
-                resp = list(self.responses(ids, j))[: params.max_new_tokens]
+                resp = list(self.responses(self.tokenizer, ids, j))[: params.max_new_tokens]
                 out.append(Sample(prompt_index=i, response_ids=resp,
                                   text=self.tokenizer.decode(resp, skip_special_tokens=True),
                                   truncated=self.tokenizer.eos_token_id not in resp,
