@@ -158,6 +158,11 @@ def test_unknown_role_and_bad_config(renderer: Renderer) -> None:
         ContextConfig(over_length="truncate")
     with pytest.raises(ContextError, match="roles key"):
         ContextConfig(roles={"teachr": RoleOptions()})
+    with pytest.raises(ContextError, match="unknown keys.*thinking"):
+        ContextConfig(roles={"teacher": {"thinking": True}})
+    from_yaml = ContextConfig(roles={"teacher": {"enable_thinking": True}})
+    assert from_yaml.options("teacher") == RoleOptions(enable_thinking=True)
+    assert from_yaml.options("refonly") == RoleOptions()
 
 
 def test_max_length_required_when_tokenizer_has_no_real_limit(smol_tokenizer) -> None:

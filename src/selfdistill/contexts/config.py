@@ -42,7 +42,8 @@ class ContextConfig:
 
     Attributes:
         transition: OPSD transition text, "hardened" (default) or "mild" (paper v1).
-        roles: per-role template options; roles not listed use ``RoleOptions()``.
+        roles: per-role template options (RoleOptions or plain dicts with the same keys); roles
+            not listed use ``RoleOptions()``.
         max_length: prompt + response tokens allowed. None: the tokenizer's ``model_max_length``
             when it is a real limit (< 10**7), else the renderer refuses to start.
         over_length: "error" (raise ContextLengthError) or "drop" (skip the row, report it).
@@ -67,18 +68,33 @@ class ContextConfig:
         _check_choice("transition", self.transition, tuple(TRANSITIONS))
         _check_choice("over_length", self.over_length, ("error", "drop"))
         _check_choice("think_boundary", self.think_boundary, ("student_prefix", "own"))
+        roles = {}
         for role, options in self.roles.items():
             _check_choice("roles key", role, ROLES)
-            if not isinstance(options, RoleOptions):
-                raise ContextError(
-                    f"ContextConfig.roles[{role!r}] must be RoleOptions, got {type(options).__name__}"
-                )
+            roles[role] = _role_options(role, options)
+        object.__setattr__(self, "roles", roles)  # dicts (e.g. from YAML) become RoleOptions
         if self.max_length is not None and self.max_length <= 0:
             raise ContextError(f"ContextConfig.max_length must be positive, got {self.max_length}")
 
     def options(self, role: str) -> RoleOptions:
         """The template options of ``role`` (defaults when not configured)."""
         return self.roles.get(role, RoleOptions())
+
+
+def _role_options(role: str, options: object) -> RoleOptions:
+    if isinstance(options, RoleOptions):
+        return options
+    if isinstance(options, dict):
+        unknown = set(options) - {"enable_thinking", "system_prompt"}
+        if unknown:
+            raise ContextError(
+                f"ContextConfig.roles[{role!r}] has unknown keys {sorted(unknown)}; "
+                "allowed: enable_thinking, system_prompt"
+            )
+        return RoleOptions(**options)
+    raise ContextError(
+        f"ContextConfig.roles[{role!r}] must be RoleOptions or a dict, got {type(options).__name__}"
+    )
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
