@@ -73,8 +73,10 @@ def _explain(err: Exception, spec: str, split: str | None) -> DataError:
         return DataError(
             f"could not fetch the dataset {name!r} from the Hugging Face hub (no network: "
             f"{type(err).__name__}: {str(err)[:200]}). Use a local copy instead: pass the path of a "
-            ".jsonl/.json/.csv/.parquet file, or `hf:FOLDER` for a saved dataset folder, or download it "
-            "once on a connected machine and set HF_DATASETS_OFFLINE=1 with HF_HOME pointing at that cache",
+            ".jsonl/.json/.csv/.parquet file, or `hf:FOLDER` for a folder of data files or of "
+            "save_to_disk output, or download it once on a connected machine and set "
+            "HF_DATASETS_OFFLINE=1 with HF_HOME pointing at that cache (HF_HUB_OFFLINE=1 also skips "
+            "the network retries)",
             spec)
     if isinstance(err, FileNotFoundError):
         return DataError(f"no dataset {name!r} on the hub or on disk ({err}); check the name, or pass "
