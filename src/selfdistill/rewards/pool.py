@@ -3,9 +3,10 @@
 math-verify's own timeout uses ``signal.alarm``, which only works in the main thread of the main
 interpreter. We switch it off and bound the time from outside instead: every item is sent to a
 worker process (``spawn`` start method, safe next to torch threads); if no answer comes back
-within ``timeout_s`` the worker is killed (SIGKILL) and replaced. This works from any thread.
-A new worker's start-up (Python + sympy import, ~1 s) is waited for separately, before an item's
-clock starts. Scripts that create a RewardScorer must guard their entry point with
+within ``timeout_s`` the worker is killed (SIGKILL) and replaced by a warm spare process while a
+new spare starts in the background. This works from any thread. Only when timeouts come faster
+than a start-up (Python + sympy import, ~1 s) does an item wait for its worker to start, before
+its clock starts. Scripts that create a RewardScorer must guard their entry point with
 ``if __name__ == "__main__":`` (a ``spawn`` requirement).
 """
 
@@ -145,9 +146,11 @@ class RewardScorer:
                              f"timeout_s={timeout_s}, workers={workers}")
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
-        self._all: list[_Worker] = [_Worker(memory_limit_mb) for _ in range(workers)]
+        # one spare process stays warm so that a killed worker is replaced without start-up delay
+        self._all: list[_Worker] = [_Worker(memory_limit_mb) for _ in range(workers + 1)]
+        self._spare: _Worker | None = self._all[-1]
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        for worker in self._all:
+        for worker in self._all[:-1]:
             self._idle.put(worker)
         self._executor = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self._finalizer = weakref.finalize(self, _kill_all, self._all)
@@ -170,10 +173,17 @@ class RewardScorer:
         return verdict
 
     def _replace(self, worker: _Worker) -> _Worker:
+        """Kill ``worker``; hand out the warm spare (or a new worker) and warm a new spare."""
         worker.kill()
-        fresh = _Worker(self.memory_limit_mb)
         with self._lock:
-            self._all[self._all.index(worker)] = fresh
+            self._all.remove(worker)
+            fresh, self._spare = self._spare, None
+            if fresh is None:
+                fresh = _Worker(self.memory_limit_mb)
+                self._all.append(fresh)
+            if not self._closed:
+                self._spare = _Worker(self.memory_limit_mb)
+                self._all.append(self._spare)
         return fresh
 
     def score_detailed(self, texts: Sequence[str], golds: Sequence[str]) -> list[Verdict]:
