@@ -38,7 +38,7 @@ from selfdistill.contexts.config import (
 from selfdistill.types import Example
 
 _SENSIBLE_MAX_LENGTH = 10**7
-_PROBE = Example(id="probe", problem="1 + 1 = ?")
+_PROBE_PROBLEM = "1 + 1 = ?"  # any question: the generation suffix must not depend on it
 
 
 class Renderer:
@@ -58,7 +58,7 @@ class Renderer:
                 "template (every role is rendered through it)"
             )
         self.max_length = self._resolve_max_length()
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else None
+        pad_id = tokenizer.pad_token_id
         self.pad_id = pad_id if pad_id is not None else tokenizer.eos_token_id
         if self.pad_id is None:
             raise ContextError("the tokenizer has neither a pad nor an eos token; set pad_token")
@@ -109,8 +109,9 @@ class Renderer:
         if options.system_prompt is not None:
             messages.append({"role": "system", "content": options.system_prompt})
         messages.append({"role": "user", "content": text})
-        extra = {} if options.enable_thinking is None else {
-            "enable_thinking": options.enable_thinking}
+        extra = {}
+        if options.enable_thinking is not None:
+            extra["enable_thinking"] = options.enable_thinking
         rendered = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation,
             chat_template=self.config.chat_template, **extra,
@@ -132,7 +133,7 @@ class Renderer:
         """The tokens the student's template adds after the conversation (assistant header + any
         think block): the first response token is predicted right after them in every role."""
         if self._student_suffix is None:
-            self._student_suffix = self._split("student", prompts.student_text(_PROBE.problem))[1]
+            self._student_suffix = self._split("student", prompts.student_text(_PROBE_PROBLEM))[1]
         return self._student_suffix
 
     # ---- ids ----------------------------------------------------------------------------------
