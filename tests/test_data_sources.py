@@ -107,6 +107,13 @@ def test_duplicate_ids_skip_keeps_the_first(tmp_path):
     assert result.skipped[0].row == 3 and "also at line 1" in result.skipped[0].message
 
 
+def test_duplicate_of_a_bad_row_is_still_named():
+    rows = [{"id": "x", "problem": ""}, {"id": "x", "problem": "fine"}]
+    errors = validate_rows(rows)
+    assert [(e.row, e.field) for e in errors] == [(1, "problem"), (2, "id")]
+    assert "also at row 1" in errors[1].message
+
+
 def test_requirements_per_method():
     assert set(requirements(None)) == {"problem"}
     assert set(requirements("opsd")) == set(requirements("purified-opsd")) == {"problem", "solution"}

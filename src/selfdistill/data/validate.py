@@ -76,16 +76,20 @@ def check_rows(rows: Sequence[RawRow], *, columns: list[str] | None = None,
         return out  # a missing column would otherwise repeat the same error on every row
     first_row_of_id: dict[str, int] = {}
     for raw in rows:
-        example, row_errors = _convert(raw, mapping, needs, max_chars, label, unit,
-                                       id_prefix if id_prefix is not None else label)
-        if example is not None and example.id in first_row_of_id:
-            row_errors.append(("id", f"duplicate id {example.id!r}: also at {unit} "
-                               f"{first_row_of_id[example.id]}; ids must be unique (fix it, or drop "
-                               "the id column to number rows automatically)"))
+        values, row_errors = _row_values(raw, mapping, needs, max_chars)
+        if values is not None:
+            row_id = values["id"] or f"{id_prefix if id_prefix is not None else label}-{raw.number}"
+            if row_id in first_row_of_id:
+                row_errors.append(("id", f"duplicate id {row_id!r}: also at {unit} "
+                                   f"{first_row_of_id[row_id]}; ids must be unique (fix it, or drop the "
+                                   "id column to number rows automatically)"))
+            else:
+                first_row_of_id[row_id] = raw.number
         out.errors += [RowError(raw.number, f, m, source) for f, m in row_errors]
-        if example is not None and not row_errors:
-            first_row_of_id[example.id] = raw.number
-            out.examples.append(example)
+        if values is not None and not row_errors:
+            out.examples.append(Example(
+                id=row_id, problem=values["problem"] or "", solution=values["solution"],
+                answer=values["answer"], origin=raw.origin or f"{label} {unit} {raw.number}"))
     return out
 
 
@@ -111,9 +115,9 @@ def _gsm8k_steps_possible(mapping: dict[str, str | None], rows: Sequence[RawRow]
         for r in rows)
 
 
-def _convert(raw: RawRow, mapping: dict[str, str | None], needs: dict[str, str], max_chars: int,
-             label: str, unit: str, id_prefix: str) -> tuple[Example | None, list[tuple[str, str]]]:
-    """One raw row -> (Example or None, [(field, message)])."""
+def _row_values(raw: RawRow, mapping: dict[str, str | None], needs: dict[str, str],
+                max_chars: int) -> tuple[dict[str, str | None] | None, list[tuple[str, str]]]:
+    """One raw row -> (field -> text, or None when the row is not an object; [(field, message)])."""
     if not isinstance(raw.value, dict):
         kind = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
                 type(None): "null"}.get(type(raw.value), type(raw.value).__name__)
@@ -136,21 +140,20 @@ def _convert(raw: RawRow, mapping: dict[str, str | None], needs: dict[str, str],
     failed = {f for f, _ in errors}
     for name, why in needs.items():
         if values[name] is None and name not in failed:
-            column = mapping[name]
-            state = "is empty" if column is not None and column in raw.value else "is missing"
-            if column is None:  # only a GSM8K-style answer could have supplied it
-                raw_answer = raw.value.get(mapping["answer"] or "")
-                state = ("is missing (no solution column, and this row's answer has no steps before '####')"
-                         if isinstance(raw_answer, str) and "####" in raw_answer else
-                         "is missing (no solution column, and this row's answer is not GSM8K-style "
-                         "'steps #### final')")
-            errors.append((name, f"{_cell(name, column)} {state}; {why}: fill it in or drop the row"))
-    if errors:
-        return None, errors
-    example = Example(id=values["id"] or f"{id_prefix}-{raw.number}", problem=values["problem"] or "",
-                      solution=values["solution"], answer=values["answer"],
-                      origin=raw.origin or f"{label} {unit} {raw.number}")
-    return example, []
+            errors.append((name, f"{_cell(name, mapping[name])} {_absence(raw.value, name, mapping)}; {why}: "
+                                 "fill it in or drop the row"))
+    return values, errors
+
+
+def _absence(value: dict, name: str, mapping: dict[str, str | None]) -> str:
+    """Why a required field has no value on this row."""
+    column = mapping[name]
+    if column is not None:
+        return "is empty" if column in value else "is missing"
+    raw_answer = value.get(mapping["answer"] or "")  # only a GSM8K-style answer could supply it
+    if isinstance(raw_answer, str) and "####" in raw_answer:
+        return "is missing (no solution column, and this row's answer has no steps before '####')"
+    return "is missing (no solution column, and this row's answer is not GSM8K-style 'steps #### final')"
 
 
 def _cell(field_name: str, column: str | None) -> str:
