@@ -1,0 +1,153 @@
+"""The training loop on the tiny random model: every method, teacher modes, split invariance,
+resume equivalence, metrics exactly once, the non-finite guard."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from selfdistill.train import checkpoint, step as step_mod
+from selfdistill.train.config import load_config
+from selfdistill.train.loop import NonFiniteError, OutputDirError, Trainer
+from selfdistill.train.rollouts import FixedRollouts
+
+BASE = ["model=tiny-random", "data.limit=4", "logging.tensorboard=false", "logging.progress=false",
+        "lr=1e-3", "max_new_tokens=12"]
+
+
+def _answers() -> dict[str, str]:
+    from selfdistill.data import load_examples
+
+    return {e.problem: e.answer for e in load_examples("gsm8k-100", limit=4)}
+
+
+ANSWERS = _answers()
+
+
+def scripted(tokenizer, prompt_ids, j):
+    """Sample 0 of each group answers correctly, the others do not; lengths differ per sample so
+    token-level normalisation matters."""
+    prompt = tokenizer.decode(prompt_ids)
+    answer = next(a for p, a in ANSWERS.items() if p in prompt)
+    text = f"So the answer is \\boxed{{{answer}}}." if j == 0 else "I think it is " + "7 " * (j + 1)
+    return tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+
+
+def run(tmp_path, overrides, *, name="run", backend=scripted, **kw):
+    cfg = load_config("smoke", BASE + [f"output_dir={tmp_path / name}"] + overrides)
+    trainer = Trainer(cfg, rollout_backend=FixedRollouts.factory(backend) if backend else None, **kw)
+    trainer.fit()
+    return trainer, _rows(tmp_path / name)
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _trainable(out, step):
+    blobs, _, _ = checkpoint.load(checkpoint.step_dir(out / "checkpoints", step))
+    return blobs["trainable"]
+
+
+METHODS = [
+    ["method=opsd"],
+    ["method=opsd", "method.diagnostics=true", "objective.loss_chunk_size=0"],
+    ["method=purified-opsd"],
+    ["method=purified-opsd", "method.anchor=student", "objective.beta=0"],
+    ["method=sdpo", "rollouts_per_prompt=3", "objective.support=student_topk", "objective.topk=20"],
+    ["method=sdpo", "rollouts_per_prompt=3", "method.teacher=ema"],
+    ["method=sdpo", "rollouts_per_prompt=3", "method.teacher=trust_region", "objective.loss_chunk_size=0"],
+    ["method=opsd", "method.teacher=live"],
+    ["method=grpo", "rollouts_per_prompt=3"],
+    ["method=srpo", "rollouts_per_prompt=3"],
+]
+
+
+@pytest.mark.parametrize("overrides", METHODS, ids=lambda o: "-".join(x.split("=")[1] for x in o))
+def test_each_method_takes_a_finite_step_that_changes_the_adapter(tmp_path, overrides):
+    trainer, rows = run(tmp_path, overrides + ["max_steps=1"])
+    row = rows[0]
+    assert math.isfinite(row["loss"]) and row["skipped"] == 0 and row["grad_norm"] > 0
+    lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at 0: it moved
+    name = trainer.cfg.method.name
+    if name != "grpo":
+        assert row["kl/p10"] <= row["kl/p50"] <= row["kl/p90"] and row["teacher/entropy"] > 0
+    if name in ("grpo", "srpo", "sdpo"):
+        assert row["accuracy"] == pytest.approx(1 / 3)  # one scripted sample in three is right
+    if name == "purified-opsd" or trainer.cfg.method.diagnostics:
+        assert -1 <= row["pmi/cos_total_ref"] <= 1 and 0 <= row["pmi/tanh_clip_frac"] <= 1
+    if name == "sdpo":
+        # the right sample has no OTHER right sibling; the two wrong ones do
+        assert row["sdpo/context_frac"] == pytest.approx(2 / 3)
+    for key in ("response/length_mean", "markers/per_1k", "time/step_s", "lr", "data/dropped_rows"):
+        assert key in row
+    assert (trainer.out / "config.yaml").exists() and (trainer.out / "final").is_dir()
+
+
+def test_sdpo_skips_samples_without_context(tmp_path):
+    wrong = lambda tok, ids, j: tok.encode("no idea", add_special_tokens=False)  # noqa: E731
+    _, rows = run(tmp_path, ["method=sdpo", "rollouts_per_prompt=2", "max_steps=1"], backend=wrong)
+    assert rows[0]["sdpo/context_frac"] == 0 and rows[0]["loss"] == 0 and rows[0]["kl/p50"] is None
+
+
+def test_loss_and_update_do_not_depend_on_the_micro_batch_split(tmp_path):
+    common = ["method=opsd", "max_steps=2", "prompts_per_step=4", "objective.loss_chunk_size=7"]
+    _, a = run(tmp_path, common + ["micro_batch_size=4"], name="a")
+    _, b = run(tmp_path, common + ["micro_batch_size=1", "objective.loss_chunk_size=0"], name="b")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+    wa, wb = _trainable(tmp_path / "a", 2), _trainable(tmp_path / "b", 2)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
+
+
+def test_resume_equals_uninterrupted_and_logs_each_step_once(tmp_path):
+    # real seeded sampling (HF generate) and an EMA teacher whose state must survive the resume
+    common = ["method=opsd", "method.teacher=ema", "checkpoint.every=2"]
+    run(tmp_path, common + ["max_steps=4"], name="full", backend=None)
+    run(tmp_path, common + ["max_steps=3"], name="part", backend=None)
+    # crash after step 3 was logged but before it was checkpointed
+    import shutil
+
+    shutil.rmtree(checkpoint.step_dir(tmp_path / "part" / "checkpoints", 3))
+    assert len(_rows(tmp_path / "part")) == 3
+    with pytest.raises(OutputDirError, match="resume=true"):
+        run(tmp_path, common + ["max_steps=4"], name="part", backend=None)
+    run(tmp_path, common + ["max_steps=4", "resume=true"], name="part", backend=None)
+    full, part = _rows(tmp_path / "full"), _rows(tmp_path / "part")
+    assert [r["step"] for r in part] == [1, 2, 3, 4]
+    assert [r["loss"] for r in part] == [r["loss"] for r in full]  # exact
+    wf, wp = _trainable(tmp_path / "full", 4), _trainable(tmp_path / "part", 4)
+    assert all(torch.equal(wf[k], wp[k]) for k in wf)  # bitwise equal
+    assert checkpoint.complete_steps(tmp_path / "part" / "checkpoints") == [2, 4]
+
+
+def test_nonfinite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
+    real = step_mod.compute_loss
+    bad_steps: set[int] = {2}
+    calls = {"n": 0}
+
+    def poisoned(cfg, passes, mb, targets, units, **kw):
+        res = real(cfg, passes, mb, targets, units, **kw)
+        calls["n"] += 1
+        if (calls["n"] + 1) // 2 in bad_steps:  # two micro-batches per step
+            res.loss = res.loss * float("nan")
+        return res
+
+    monkeypatch.setattr(step_mod, "compute_loss", poisoned)
+    common = ["method=opsd", "prompts_per_step=2", "micro_batch_size=1", "checkpoint.every=1",
+              "schedule.max_nonfinite_steps=2"]
+    _, rows = run(tmp_path, common + ["max_steps=3"], name="one")
+    assert [r["skipped"] for r in rows] == [0, 1, 0]
+    w1, w2 = _trainable(tmp_path / "one", 1), _trainable(tmp_path / "one", 2)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)  # the skipped step changed nothing
+    assert all(torch.isfinite(v).all() for v in _trainable(tmp_path / "one", 3).values())
+
+    bad_steps.update({1, 2, 3, 4, 5})
+    calls["n"] = 0
+    with pytest.raises(NonFiniteError, match="2 steps in a row.*last good state"):
+        run(tmp_path, common + ["max_steps=5"], name="two")
+    assert len(_rows(tmp_path / "two")) == 2
