@@ -61,6 +61,14 @@ def test_csv_with_explicit_column_mapping():
     ]
 
 
+def test_csv_with_bom_and_crlf_and_quoted_newlines(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfproblem,answer\r\n\"Two\r\nlines?\",2\r\n\r\nok?,3\r\n")
+    examples = load_examples(path, need_answer=True)
+    assert [(e.problem, e.answer, e.origin) for e in examples] == [
+        ("Two\r\nlines?", "2", "excel.csv line 2"), ("ok?", "3", "excel.csv line 5")]
+
+
 def test_parquet_with_aliases_and_integer_answers():
     examples = load_examples(GOOD / "int_answers.parquet", need_answer=True)
     assert [(e.problem, e.answer, e.origin) for e in examples] == [

@@ -43,7 +43,11 @@ def read_file(path: str | Path) -> RawTable:
     elif kind == "parquet":
         _read_parquet(path, table)
     else:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            table.error(0, "file", f"cannot be read ({err.strerror or err}); check its permissions")
+            return table
         if data.startswith(BOM):
             data = data[len(BOM):]
         if not data.strip():
