@@ -114,7 +114,7 @@ def _run_markers(args: argparse.Namespace) -> int:
 
 def _setup(args: argparse.Namespace):
     """(model, tokenizer, renderer, examples with solution and answer, sampling params)."""
-    from selfdistill.cli.evaluate import context_limit
+    from selfdistill.cli.evaluate import context_limit, resolve_model
     from selfdistill.contexts import ContextConfig, Renderer, RoleOptions
     from selfdistill.data import load_examples
     from selfdistill.models import load_model
@@ -122,7 +122,7 @@ def _setup(args: argparse.Namespace):
 
     examples = load_examples(args.data, split=args.split, limit=args.limit, seed=args.seed,
                              method="opsd", need_answer=True)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(resolve_model(args.model))
     thinking = RoleOptions(enable_thinking=args.thinking == "on")
     config = ContextConfig(roles={r: thinking for r in ("student", "teacher", "refonly")},
                            max_length=context_limit(model, tokenizer, None))

@@ -12,7 +12,8 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="evaluate a model on math benchmarks", description=__doc__)
     p.add_argument("--model", required=True,
-                   help="hub id, local checkpoint folder, or alias (tiny-random, smollm2-135m)")
+                   help="hub id, local checkpoint folder, alias (tiny-random, smollm2-135m), or a "
+                        "training run's output dir (its final/ model or adapter is used)")
     p.add_argument("--benchmarks", required=True,
                    help="comma list: aime24,aime25,hmmt25,amc23,math500,gsm8k, offline sets "
                         "(gsm8k-100, champ, rg:<task>) or local data files")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=not args.greedy)
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    model, tokenizer = load_model(resolve_model(args.model), dtype=args.dtype)
     roles = {} if args.thinking is None else {"student": RoleOptions(enable_thinking=args.thinking == "on")}
     renderer = Renderer(tokenizer, ContextConfig(roles=roles, max_length=context_limit(model, tokenizer,
                                                                                    args.max_length)))
@@ -101,3 +102,13 @@ def context_limit(model, tokenizer, requested: int | None) -> int | None:
     if isinstance(limit, int) and 0 < limit < 10**7:
         return None
     return getattr(model.config, "max_position_embeddings", None)
+
+
+def resolve_model(name: str) -> str:
+    """A training run's output dir -> its ``final/`` folder (model or LoRA adapter, with the
+    tokenizer); anything else unchanged."""
+    run_final = Path(name) / "final"
+    if Path(name).is_dir() and not (Path(name) / "config.json").exists() and run_final.is_dir():
+        print(f"using the final model of training run {name}: {run_final}")
+        return str(run_final)
+    return name
