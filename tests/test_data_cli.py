@@ -72,7 +72,7 @@ def test_show_skips_and_counts_bad_rows(capsys, tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"problem": "a"}\n{"problem": 3}\n')
     code, out = _run(["show", str(path)], capsys)
-    assert code == 0 and out.out.startswith(f"{path}: 1 rows (1 bad rows skipped)")
+    assert code == 0 and out.out.startswith(f"{path}: 1 row (1 bad row skipped)")
 
 
 def test_list(capsys):

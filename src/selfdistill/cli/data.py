@@ -86,7 +86,7 @@ def _check(args: argparse.Namespace, columns: dict[str, str]) -> int:
 def _summary(checked: LoadResult, method: str | None) -> None:
     examples = checked.examples
     n = len(examples)
-    print(f"{checked.source}: {n} rows, all good" + (f" for {method}" if method else ""))
+    print(f"{checked.source}: {_plural(n, 'row')}, all good" + (f" for {method}" if method else ""))
     print(f"  columns found: {', '.join(checked.columns)}")
     used = ", ".join(f"{f} <- {c}" for f, c in checked.mapping.items() if c is not None)
     if checked.mapping.get("solution") is None and any(e.solution for e in examples):
@@ -109,8 +109,9 @@ def _show(args: argparse.Namespace, columns: dict[str, str]) -> int:
     result = load_with_report(args.spec, split=args.split, columns=columns or None, seed=args.seed,
                               method=args.method, on_bad_rows="skip")
     if not args.jsonl:
-        print(f"{result.source}: {len(result.examples)} rows" +
-              (f" ({len({e.row for e in result.skipped})} bad rows skipped)" if result.skipped else ""))
+        skipped = len({e.row for e in result.skipped})
+        print(f"{result.source}: {_plural(len(result.examples), 'row')}" +
+              (f" ({_plural(skipped, 'bad row')} skipped)" if skipped else ""))
     for example in result.examples[:args.limit]:
         if args.jsonl:
             print(json.dumps(vars(example), ensure_ascii=False))
