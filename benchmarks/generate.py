@@ -1,0 +1,89 @@
+"""Generation speed: LoRA adapter unmerged vs merged (exact restore) vs disabled, HF generate.
+
+    .venv/bin/python benchmarks/generate.py --model smollm2-135m --dtype bfloat16 \
+        --prompts 8 --new-tokens 128 --repeats 2
+
+Greedy decoding with eos disabled, so every run produces exactly prompts x new-tokens tokens.
+Prints seconds per configuration (best of --repeats). Time only on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+
+from selfdistill.models import LoraSettings, apply_lora, load_model
+from selfdistill.rollout import HFGenerate, SamplingParams
+
+QUESTIONS = [
+    "What is 17 times 23?",
+    "A train travels 60 km in 45 minutes. What is its speed in km/h?",
+    "Solve for x: 3x + 7 = 25.",
+    "How many prime numbers are below 30?",
+    "If a shirt costs $25 after a 20% discount, what was the original price?",
+    "What is the sum of the interior angles of a hexagon?",
+    "Simplify (x^2 - 9) / (x - 3).",
+    "A rectangle has perimeter 30 and width 5. What is its area?",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    lora = apply_lora(model, LoraSettings())
+    with torch.no_grad():  # a trained-looking adapter (B = 0 would make merging a no-op)
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 1e-3)
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], add_generation_prompt=True
+        )["input_ids"]
+        for i in range(args.prompts)
+    ]
+    params = SamplingParams(do_sample=False, max_new_tokens=args.new_tokens)
+    configs = {  # label -> (merge_lora, adapter disabled)
+        "unmerged adapter": (False, False),
+        "merged adapter": (True, False),
+        "adapter disabled": (False, True),
+    }
+    best = dict.fromkeys(configs, float("inf"))
+    for _ in range(args.repeats):  # interleaved, so a neighbour's load hits every config alike
+        for label, (merge, disabled) in configs.items():
+            backend = HFGenerate(lora, _NeverStops(tokenizer), merge_lora=merge)
+            start = time.perf_counter()
+            with lora.disable_adapter() if disabled else contextlib.nullcontext():
+                samples = backend.generate(prompts, params)
+            best[label] = min(best[label], time.perf_counter() - start)
+            assert sum(s.num_tokens for s in samples) == args.prompts * args.new_tokens
+    tokens = args.prompts * args.new_tokens
+    for label, seconds in best.items():
+        print(f"{label:18s} {seconds:7.2f} s  {tokens / seconds:7.1f} tok/s  (best of {args.repeats})")
+
+
+class _NeverStops:
+    """The tokenizer with an eos id outside the vocabulary, so generation runs to the cap."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self.eos_token_id = len(tokenizer) + 10
+        self.pad_token_id = tokenizer.pad_token_id
+
+    def decode(self, ids, **kwargs):
+        return self._tokenizer.decode(ids, **kwargs)
+
+
+if __name__ == "__main__":
+    main()
