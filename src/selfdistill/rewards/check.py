@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from selfdistill.rewards.extract import extract_boxed_answer
+from selfdistill.rewards.extract import extract_answer, extract_boxed_answer
 
 
 def _normalize(answer: str) -> str:
@@ -17,14 +17,17 @@ def gold_answer(gold: str) -> str:
     return boxed if boxed is not None else gold.strip()
 
 
-def check_answer(response_text: str, gold: str) -> bool:
-    """True when the last boxed answer of ``response_text`` equals ``gold``.
+def check_answer(response_text: str, gold: str, answer_format: str = "boxed") -> bool:
+    """True when the final answer of ``response_text`` equals ``gold``.
+
+    The answer is the last boxed one (``answer_format="boxed"``) or, with
+    ``"boxed_or_last_number"``, the last number when nothing is boxed (see ``extract_answer``).
 
     String equality (ignoring whitespace and ``$``) first, then math-verify's symbolic
     comparison with its signal-based timeouts switched off: call this only where the caller
     bounds the time itself (``RewardScorer`` runs it in a killable process).
     """
-    answer = extract_boxed_answer(response_text)
+    answer = extract_answer(response_text, answer_format)
     if answer is None:
         return False
     gold = gold_answer(gold)

@@ -58,3 +58,28 @@ def extract_boxed_answer(text: str) -> str | None:
         if answer:
             return answer
     return None
+
+
+ANSWER_FORMATS = ("boxed", "boxed_or_last_number")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def extract_answer(text: str, answer_format: str = "boxed") -> str | None:
+    """The final answer of ``text`` under ``answer_format``.
+
+    ``boxed`` (default, the papers' convention): :func:`extract_boxed_answer`.
+    ``boxed_or_last_number``: the boxed answer, else the last number after the last
+    ``</think>`` (thousands separators dropped). This is the GSM8K-style fallback for small
+    models that rarely box their answer (the demo's 135M model); say so whenever you report
+    numbers scored with it.
+    """
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    boxed = extract_boxed_answer(text)
+    if boxed is not None or answer_format == "boxed":
+        return boxed
+    tail = text.rsplit("</think>", 1)[1] if "</think>" in text else text
+    # scan only the last 2,000 characters: a final answer sits at the end, and the bound keeps
+    # the regex linear on hostile megabyte responses
+    numbers = _NUMBER.findall(tail[-2000:])
+    return numbers[-1].replace(",", "") if numbers else None

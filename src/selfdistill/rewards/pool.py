@@ -94,12 +94,12 @@ class _Worker:
             raise RuntimeError("a math-verify worker process did not start")
         self.ready = True
 
-    def run(self, text: str, gold: str, timeout_s: float) -> Verdict:
+    def run(self, text: str, gold: str, timeout_s: float, answer_format: str = "boxed") -> Verdict:
         if not self.ready:
             self._wait_ready()
         start = time.monotonic()
         try:
-            self.conn.send((text, gold))
+            self.conn.send((text, gold, answer_format))
             if self.conn.poll(timeout_s):
                 status, value = self.conn.recv()
                 seconds = time.monotonic() - start
@@ -134,13 +134,20 @@ class RewardScorer:
         workers: number of verification processes (items are checked in parallel).
         memory_limit_mb: address space each worker may add after start-up, or None for no cap
             (a runaway sympy computation then raises MemoryError instead of exhausting RAM).
+        answer_format: "boxed" (default) or "boxed_or_last_number" (see ``extract_answer``).
 
     Use as a context manager (or call ``close``) to stop the workers.
     """
 
     def __init__(
-        self, timeout_s: float = 5.0, workers: int = 1, memory_limit_mb: int | None = 2048
+        self, timeout_s: float = 5.0, workers: int = 1, memory_limit_mb: int | None = 2048,
+        answer_format: str = "boxed",
     ) -> None:
+        from selfdistill.rewards.extract import ANSWER_FORMATS
+
+        if answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+        self.answer_format = answer_format
         if timeout_s <= 0 or workers < 1:
             raise ValueError(f"RewardScorer needs timeout_s > 0 and workers >= 1, got "
                              f"timeout_s={timeout_s}, workers={workers}")
@@ -163,7 +170,9 @@ class RewardScorer:
             raise RuntimeError("this RewardScorer is closed")
         worker = self._idle.get()
         try:
-            verdict = worker.run(text, gold, self.timeout_s if timeout_s is None else timeout_s)
+            verdict = worker.run(
+                text, gold, self.timeout_s if timeout_s is None else timeout_s, self.answer_format
+            )
             if verdict.status == "error":
                 logger.warning("reward check failed (scored 0): %s", verdict.detail)
             if verdict.status != "ok" or not worker.alive:
