@@ -99,14 +99,17 @@ def test_loss_and_update_do_not_depend_on_the_micro_batch_split(tmp_path):
     _, a = run(tmp_path, common + ["micro_batch_size=4"], name="a")
     _, b = run(tmp_path, common + ["micro_batch_size=1", "objective.loss_chunk_size=0"], name="b")
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+    assert [r["grad_norm"] for r in a] == pytest.approx([r["grad_norm"] for r in b], rel=1e-4)
     wa, wb = _trainable(tmp_path / "a", 2), _trainable(tmp_path / "b", 2)
+    # Adam divides by sqrt(v): float noise in near-zero gradients shows up at ~1e-6 in the update,
+    # so weights are compared at 1% of one step (lr 1e-3)
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5)
 
 
 def test_resume_equals_uninterrupted_and_logs_each_step_once(tmp_path):
     # real seeded sampling (HF generate) and an EMA teacher whose state must survive the resume
-    common = ["method=opsd", "method.teacher=ema", "checkpoint.every=2"]
+    common = ["method=opsd", "method.teacher=ema", "checkpoint.every=2", "max_new_tokens=6"]
     run(tmp_path, common + ["max_steps=4"], name="full", backend=None)
     run(tmp_path, common + ["max_steps=3"], name="part", backend=None)
     # crash after step 3 was logged but before it was checkpointed
@@ -138,7 +141,7 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
         return res
 
     monkeypatch.setattr(step_mod, "compute_loss", poisoned)
-    common = ["method=opsd", "prompts_per_step=2", "micro_batch_size=1", "checkpoint.every=1",
+    common = ["method=opsd", "prompts_per_step=2", "micro_batch_size=1", "checkpoint.every=1", "keep_last=5",
               "schedule.max_nonfinite_steps=2"]
     _, rows = run(tmp_path, common + ["max_steps=3"], name="one")
     assert [r["skipped"] for r in rows] == [0, 1, 0]

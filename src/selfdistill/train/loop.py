@@ -79,7 +79,8 @@ class Trainer:
             from selfdistill.rollout import HFGenerate
 
             rollout_backend = HFGenerate
-        if not hasattr(rollout_backend, "generate"):  # a factory (model, tokenizer) -> backend
+        if isinstance(rollout_backend, type) or not hasattr(rollout_backend, "generate"):
+            # a factory (model, tokenizer) -> backend
             rollout_backend = rollout_backend(self.model, self.tokenizer)
         self.backend = rollout_backend
         self.rewarder = None
