@@ -70,7 +70,8 @@ def main() -> None:
             assert sum(s.num_tokens for s in samples) == args.prompts * args.new_tokens
     tokens = args.prompts * args.new_tokens
     for label, seconds in best.items():
-        print(f"{label:18s} {seconds:7.2f} s  {tokens / seconds:7.1f} tok/s  (best of {args.repeats})")
+        rate = tokens / seconds
+        print(f"{label:18s} {seconds:7.2f} s  {rate:7.1f} tok/s  (best of {args.repeats})")
 
 
 class _NeverStops:

@@ -1,4 +1,4 @@
-"""Forward helpers and LoRA: response logits equal the model's own logits at the response columns."""
+"""Forward helpers and LoRA: response logits equal the model's own logits at those columns."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from selfdistill.models import (
     trainable_parameter_count,
 )
 
-PROMPTS = [[1, 520, 9531, 198, 34, 27], [1, 4093], [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173]]
+PROMPTS = [[1, 520, 9531, 198, 34, 27], [1, 4093], [1, 9690, 198, 2683, 359, 253, 5356, 5646]]
 RESPONSES = [[34, 47, 2], [19712, 8182, 2, 198, 11], [28]]
 
 

@@ -1,4 +1,4 @@
-"""Teacher handles: fixed, live, EMA (exact update), trust-region (lerp), checkpointing, eval mode."""
+"""Teacher handles: fixed, live, EMA (exact update), trust-region (lerp), checkpoints, eval."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def test_ema_update_is_exact(use_lora):
         teacher.after_step(model)
         for name, p in trainable.items():  # float64 reference of ema <- (1-rate) ema + rate student
             expected[name] = (1 - rate) * expected[name] + rate * p.detach().double()
-            torch.testing.assert_close(teacher.ema[name].double(), expected[name], rtol=0, atol=1e-6)
+            ema = teacher.ema[name].double()
+            torch.testing.assert_close(ema, expected[name], rtol=0, atol=1e-6)
     # the teacher pass uses the EMA weights: compare with a model holding them explicitly
     student_before = {n: p.detach().clone() for n, p in trainable.items()}
     ema_logits = teacher.logits(*BATCH)

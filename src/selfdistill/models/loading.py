@@ -39,7 +39,7 @@ def load_model(
         responses are cut at the first eos, so sharing the id is safe).
 
     Raises:
-        ModelLoadError: the checkpoint is neither an alias, a local folder nor fetchable from the hub.
+        ModelLoadError: the checkpoint is not an alias, a local folder or fetchable from the hub.
         ValueError: unknown ``dtype``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,7 +55,8 @@ def load_model(
         )
     except (OSError, ValueError) as error:
         if Path(source).is_dir():
-            raise ModelLoadError(f"could not load the checkpoint folder {source}: {error}") from error
+            message = f"could not load the checkpoint folder {source}: {error}"
+            raise ModelLoadError(message) from error
         raise ModelLoadError(_not_found_message(source, error)) from error
 
     if tokenizer.pad_token is None:
@@ -65,7 +66,9 @@ def load_model(
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
         model.config.use_cache = False  # the cache is useless (and warned about) while training
     if device is not None:
         model.to(device)

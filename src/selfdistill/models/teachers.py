@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from selfdistill.models.forward import eval_mode, logits_from_hidden, output_weight, response_hidden
+from selfdistill.models.forward import eval_mode, output_weight, response_hidden, response_logits
 from selfdistill.models.lora import is_lora
 
 TEACHER_MODES = ("fixed", "ema", "live", "trust_region")
@@ -64,9 +64,7 @@ class Teacher:
     def output_weight(self) -> torch.Tensor:
         """The teacher's output projection ``W_V_H`` (detached), to pair with ``hidden``."""
         with self._weights() as module:
-            weight_V_H = output_weight(module).detach()
-            # a swapped-in tensor is only borrowed: copy it before the swap is undone
-            return weight_V_H.clone() if self._swaps() else weight_V_H
+            return output_weight(module).detach()
 
     def logits(
         self,
@@ -78,12 +76,11 @@ class Teacher:
         *,
         student_logits_B_T_V: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher logits ``logits_B_T_V`` (no grad). ``student_logits_B_T_V`` is used by trust_region only."""
+        """Teacher logits ``logits_B_T_V`` (no grad). Only trust_region reads the student logits."""
         with torch.no_grad(), self._weights() as module, eval_mode(module):
-            hidden_B_T_H = response_hidden(
+            return response_logits(
                 module, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
             )
-            return logits_from_hidden(module, hidden_B_T_H)
 
     def after_step(self, student: nn.Module) -> None:
         """Hook called after each optimizer step (EMA update); a no-op for most modes."""
@@ -96,9 +93,6 @@ class Teacher:
             raise ValueError(
                 f"teacher checkpoint has mode {state.get('mode')!r} but this run uses {self.mode!r}"
             )
-
-    def _swaps(self) -> bool:
-        return False
 
 
 class LiveTeacher(Teacher):
@@ -136,7 +130,7 @@ class FixedTeacher(Teacher):
         super().load_state_dict(state)
         if self.frozen is not None:
             if "frozen" not in state:
-                raise ValueError("fixed teacher checkpoint has no frozen weights (saved with LoRA?)")
+                raise ValueError("fixed teacher checkpoint has no frozen weights (a LoRA run's?)")
             self.frozen.load_state_dict(state["frozen"])
 
 
@@ -158,8 +152,13 @@ class EmaTeacher(Teacher):
         if not self.ema:
             raise ValueError("ema teacher: the model has no trainable parameters to average")
 
-    def _swaps(self) -> bool:
-        return True
+    def output_weight(self) -> torch.Tensor:
+        """The EMA of the output weight when it trains (full fine-tune), else the model's."""
+        weight = output_weight(self.model)
+        for name, p in self.model.named_parameters():
+            if p is weight and name in self.ema:
+                return self.ema[name].to(weight.dtype)
+        return weight.detach()
 
     @contextmanager
     def _weights(self) -> Iterator[nn.Module]:
@@ -209,13 +208,25 @@ class TrustRegionTeacher(FixedTeacher):
         """``ref + r * (student - ref)``; the student logits are detached."""
         return torch.lerp(ref_logits, student_logits.detach().to(ref_logits.dtype), self.r)
 
-    def logits(self, *batch, student_logits_B_T_V: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(
+        self,
+        ids_B_L: torch.Tensor,
+        attention_mask_B_L: torch.Tensor,
+        position_ids_B_L: torch.Tensor,
+        response_start: int,
+        T: int,
+        *,
+        student_logits_B_T_V: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``ref + r * (student - ref)`` on the response columns (no grad)."""
         if student_logits_B_T_V is None:
             raise ValueError(
                 "trust_region teacher needs student_logits_B_T_V: the student's logits on the "
                 "teacher context (same batch, same response columns)"
             )
-        ref_B_T_V = super().logits(*batch)
+        ref_B_T_V = super().logits(
+            ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
+        )
         if student_logits_B_T_V.shape != ref_B_T_V.shape:
             raise ValueError(
                 f"student_logits_B_T_V has shape {tuple(student_logits_B_T_V.shape)}, "

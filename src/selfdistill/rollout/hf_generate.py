@@ -40,7 +40,7 @@ class HFGenerate:
         """
         for index, ids in enumerate(prompt_ids):
             if len(ids) == 0:
-                raise ValueError(f"prompt_ids[{index}] is empty: every prompt needs at least one token")
+                raise ValueError(f"prompt_ids[{index}] is empty: a prompt needs at least one token")
         rows = [index for index in range(len(prompt_ids)) for _ in range(params.n)]
         size = batch_size or max(1, len(rows))
         stops = {self.tokenizer.eos_token_id, *params.stop_token_ids}
@@ -51,7 +51,8 @@ class HFGenerate:
             for begin in range(0, len(rows), size):
                 chunk = rows[begin : begin + size]
                 new_ids_B_N = self._generate_batch([prompt_ids[i] for i in chunk], config)
-                samples += [self._sample(i, row, stops) for i, row in zip(chunk, new_ids_B_N.tolist())]
+                for index, row in zip(chunk, new_ids_B_N.tolist()):
+                    samples.append(self._sample(index, row, stops))
         return samples
 
     def _generation_config(self, params: SamplingParams, stops: list[int]):
@@ -85,7 +86,9 @@ class HFGenerate:
             mask_B_L[row, L - len(ids) :] = 1
         device = next(self.model.parameters()).device
         out = self.model.generate(
-            input_ids=ids_B_L.to(device), attention_mask=mask_B_L.to(device), generation_config=config
+            input_ids=ids_B_L.to(device),
+            attention_mask=mask_B_L.to(device),
+            generation_config=config,
         )
         return out[:, L:].cpu()
 
