@@ -1,0 +1,189 @@
+"""`selfdistill demo`: base eval, OPSD and Purified OPSD from the same start, eval, report.
+
+What it keeps and drops, up front: it is the whole story of the project at laptop scale. Both
+methods train the same LoRA adapter shape, with the same data order, seed, steps and sampling,
+from the same base model; both log the Purified OPSD diagnostics (for OPSD they cost two extra
+no-grad passes and show how much of its signal the reference alone explains). The budget is
+tiny (a 135M model, a few dozen steps), so differences between arms are small and noisy: the
+report says so and prints the sample sizes next to every number.
+
+Every phase writes its outputs before the next starts, and a rerun reuses finished phases
+(an interrupted training phase resumes from its last checkpoint): `--fresh` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ARMS = ("opsd", "purified-opsd")
+TASK = "rg:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1"
+
+
+@dataclass
+class DemoSettings:
+    """Everything the demo does, with CPU-sized defaults (about ten minutes on two cores)."""
+
+    model: str = "smollm2-135m"
+    train_data: str = f"{TASK}&size=512&seed=1"
+    eval_data: str = f"{TASK}&size=200&seed=2"
+    steps: int = 12
+    prompts_per_step: int = 8
+    problems: int = 32
+    samples: int = 2
+    max_new_tokens: int = 96
+    lr: float = 2e-4
+    lora_r: int = 16
+    train_temperature: float = 1.0
+    eval_temperature: float = 0.6
+    answer_format: str = "boxed_or_last_number"
+    dtype: str = "bfloat16"
+    seed: int = 0
+    output_dir: str = "runs/demo"
+    fresh: bool = False
+    progress: bool = True
+    overrides: list[str] = field(default_factory=list)  # extra `key=value` for both trainings
+
+    def train_overrides(self, arm: str, run_dir: Path, resume: bool) -> list[str]:
+        """The `selfdistill train` overrides of one arm (identical for both but the recipe)."""
+        return [
+            f"model.name={self.model}", f"model.dtype={self.dtype}", f"data.spec={self.train_data}",
+            f"schedule.max_steps={self.steps}", f"schedule.prompts_per_step={self.prompts_per_step}",
+            f"schedule.micro_batch_size={self.prompts_per_step}", "schedule.warmup_steps=0",
+            f"sampling.max_new_tokens={self.max_new_tokens}",
+            f"sampling.temperature={self.train_temperature}", "sampling.top_p=1.0", "sampling.top_k=0",
+            f"optimizer.lr={self.lr}", "optimizer.max_grad_norm=1.0",
+            f"lora.r={self.lora_r}", f"lora.alpha={2 * self.lora_r}",
+            *(["method.diagnostics=true"] if arm == "opsd" else []),  # purified logs them always
+            f"checkpoint.every={max(1, self.steps // 3)}",
+            "checkpoint.keep_last=1", "tiny_sizes=false", f"logging.progress={str(self.progress).lower()}",
+            f"seed={self.seed}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
+            *self.overrides,
+        ]
+
+
+def run_demo(settings: DemoSettings) -> Path:
+    """Run the demo; returns the report directory (``output_dir/report``)."""
+    out = Path(settings.output_dir)
+    if settings.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+    _quiet_libraries()
+    # phase times survive reruns: a reused phase keeps the time it took when it really ran
+    timings_path = out / "timings.json"
+    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    def timed(name: str, t0: float) -> None:
+        if time.perf_counter() - t0 > 1.0 or name not in timings:
+            timings[name] = time.perf_counter() - t0
+        timings_path.write_text(json.dumps(timings, indent=2))
+
+    _say(f"[1/5] model {settings.model} and data (cached after the first run)")
+    t = time.perf_counter()
+    examples = _eval_examples(settings)
+    _prepare_model(settings)
+    timed("prepare_s", t)
+
+    results: dict[str, dict] = {}
+    _say(f"[2/5] evaluating the base model on {len(examples)} problems x {settings.samples} samples")
+    t = time.perf_counter()
+    results["base"] = _evaluate_arm(settings, "base", settings.model, examples, out)
+    timed("eval_base_s", t)
+
+    for i, arm in enumerate(ARMS):
+        _say(f"[{3 + i}/5] training {arm} for {settings.steps} steps, then evaluating it")
+        t = time.perf_counter()
+        run_dir = _train_arm(settings, arm, out)
+        timed(f"train_{arm}_s", t)
+        t = time.perf_counter()
+        results[arm] = _evaluate_arm(settings, arm, str(run_dir / "final"), examples, out)
+        timed(f"eval_{arm}_s", t)
+
+    timings["total_s"] = sum(v for k, v in timings.items() if k != "total_s")
+    from selfdistill.demo.report import write_report
+
+    report = write_report(out, settings, results, timings)
+    _say(f"report: {report / 'summary.md'}")
+    return report
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal to our own progress bars (weight-loading bars add nothing here)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _eval_examples(settings: DemoSettings):
+    from selfdistill.data import load_examples
+
+    return load_examples(settings.eval_data, limit=settings.problems, need_answer=True)
+
+
+def _prepare_model(settings: DemoSettings) -> None:
+    """Convert and cache an alias once (the first run pays ~20 s for smollm2-135m)."""
+    from selfdistill.models.aliases import ALIASES, alias_path
+
+    if settings.model in ALIASES:
+        alias_path(settings.model)
+
+
+def _train_arm(settings: DemoSettings, arm: str, out: Path) -> Path:
+    from selfdistill.train import checkpoint
+    from selfdistill.train.config import load_config
+    from selfdistill.train.loop import train
+
+    run_dir = out / "runs" / arm
+    if (run_dir / "final").is_dir() and (run_dir / "metrics.jsonl").exists():
+        _say(f"  {arm}: finished run found in {run_dir}, reused")
+        return run_dir
+    resume = bool(checkpoint.complete_steps(run_dir / "checkpoints"))
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)  # a run killed before its first checkpoint: nothing to keep
+    cfg = load_config(arm, settings.train_overrides(arm, run_dir, resume))
+    train(cfg)
+    return run_dir
+
+
+def _evaluate_arm(settings: DemoSettings, arm: str, model_ref: str, examples, out: Path) -> dict:
+    """Sample ``settings.samples`` answers per problem; samples and summary go to out/eval/arm."""
+    from selfdistill.contexts import ContextConfig, Renderer
+    from selfdistill.eval.runner import evaluate
+    from selfdistill.models import load_model
+    from selfdistill.rewards import RewardScorer
+    from selfdistill.rollout import SamplingParams
+
+    folder = out / "eval" / arm
+    summary_path = folder / "summary.json"
+    if summary_path.exists():
+        _say(f"  {arm}: evaluation found in {folder}, reused")
+        return json.loads(summary_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_model(model_ref, dtype=settings.dtype)
+    renderer = Renderer(tokenizer, ContextConfig(max_length=model.config.max_position_embeddings))
+    params = SamplingParams(temperature=settings.eval_temperature, top_p=0.95, top_k=20,
+                            max_new_tokens=settings.max_new_tokens, seed=settings.seed + 1000)
+    with RewardScorer(timeout_s=5.0, answer_format=settings.answer_format) as scorer:
+        summary, rows = evaluate(model, tokenizer, examples, k=settings.samples, params=params,
+                                 renderer=renderer, pass_ks=(1, settings.samples), benchmark="demo",
+                                 model_name=arm, scorer=scorer, progress=settings.progress)
+    summary["answer_format"] = settings.answer_format
+    with open(folder / "samples.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    tmp = summary_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(summary_path)  # written last and atomically: its presence means the arm is done
+    return summary
