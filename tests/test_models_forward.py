@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -88,8 +90,8 @@ def test_untied_head_with_bias_and_softcap():
     assert_matches_own_logits(gemma)
 
 
-def test_lora_trainable_count_and_disabled_adapter_equals_base():
-    model, _ = load_model("tiny-random")
+def test_lora_trainable_count_and_disabled_adapter_equals_base(tiny):
+    model = copy.deepcopy(tiny[0])
     ids, mask, pos, start, T = left_padded(PROMPTS, RESPONSES)
     with torch.no_grad():
         base_B_T_V = response_logits(model.eval(), ids, mask, pos, start, T)
@@ -113,12 +115,12 @@ def test_lora_trainable_count_and_disabled_adapter_equals_base():
     torch.testing.assert_close(disabled_B_T_V, base_B_T_V)
     assert_matches_own_logits(lora)  # the helpers work through the peft wrappers
     with pytest.raises(ValueError, match="match no layer"):
-        apply_lora(load_model("tiny-random")[0], LoraSettings(target_modules=("qkv",)))
+        apply_lora(copy.deepcopy(tiny[0]), LoraSettings(target_modules=("qkv",)))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_merged_adapter_equals_unmerged_and_restores_base_exactly(dtype):
-    model, _ = load_model("tiny-random", dtype=dtype)
+def test_merged_adapter_equals_unmerged_and_restores_base_exactly(tiny, dtype):
+    model = copy.deepcopy(tiny[0]).to(getattr(torch, dtype))
     lora = apply_lora(model, LoraSettings(r=4, alpha=8)).eval()
     with torch.no_grad():
         for name, p in lora.named_parameters():

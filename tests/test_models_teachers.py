@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 
@@ -14,9 +17,18 @@ START, T = 5, 3
 BATCH = (IDS, MASK, POS, START, T)
 
 
+@functools.cache
+def _tiny_base():
+    return load_model("tiny-random")[0]
+
+
+def tiny_model():
+    """A fresh copy of tiny-random (loaded once: copying is much cheaper than loading)."""
+    return copy.deepcopy(_tiny_base())
+
+
 def lora_model(dropout: float = 0.0):
-    model, _ = load_model("tiny-random")
-    return apply_lora(model, LoraSettings(r=4, alpha=8, dropout=dropout))
+    return apply_lora(tiny_model(), LoraSettings(r=4, alpha=8, dropout=dropout))
 
 
 def fake_step(model, seed: int) -> None:
@@ -35,7 +47,7 @@ def student_logits(model):
 
 @pytest.mark.parametrize("use_lora", [True, False])
 def test_fixed_teacher_keeps_initial_outputs(use_lora):
-    model = lora_model() if use_lora else load_model("tiny-random")[0]
+    model = lora_model() if use_lora else tiny_model()
     teacher = make_teacher(model, "fixed")
     initial = teacher.logits(*BATCH)
     torch.testing.assert_close(initial, student_logits(model))
@@ -74,7 +86,7 @@ def test_teacher_passes_run_in_eval_mode_and_restore_train_mode():
 
 @pytest.mark.parametrize("use_lora", [True, False])
 def test_ema_update_is_exact(use_lora):
-    model = lora_model() if use_lora else load_model("tiny-random")[0]
+    model = lora_model() if use_lora else tiny_model()
     rate = 0.25
     teacher = make_teacher(model, "ema", rate=rate)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -109,9 +111,9 @@ def test_train_mode_restored_and_no_grad(tiny, prompts):
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_lora_merged_generation_matches_unmerged(prompts):
-    model, tok = load_model("tiny-random")
-    lora = apply_lora(model, LoraSettings(r=4, alpha=8))
+def test_lora_merged_generation_matches_unmerged(tiny, prompts):
+    model, tok = tiny
+    lora = apply_lora(copy.deepcopy(model), LoraSettings(r=4, alpha=8))
     torch.manual_seed(0)
     with torch.no_grad():
         for name, p in lora.named_parameters():
