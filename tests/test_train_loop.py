@@ -62,6 +62,7 @@ METHODS = [
     ["method=sdpo", "rollouts_per_prompt=3", "method.teacher=trust_region", "objective.loss_chunk_size=0"],
     ["method=opsd", "method.teacher=live"],
     ["method=grpo", "rollouts_per_prompt=3"],
+    ["method=grpo", "rollouts_per_prompt=3", "method.antisd=true", "method.antisd_lambda=0.5"],
     ["method=srpo", "rollouts_per_prompt=3"],
 ]
 
@@ -80,6 +81,8 @@ def test_each_method_takes_a_finite_step_that_changes_the_adapter(tmp_path, over
         assert row["accuracy"] == pytest.approx(1 / 3)  # one scripted sample in three is right
     if name == "purified-opsd" or trainer.cfg.method.diagnostics:
         assert -1 <= row["pmi/cos_total_ref"] <= 1 and 0 <= row["pmi/tanh_clip_frac"] <= 1
+    if trainer.cfg.method.antisd:  # first step sets the entropy level, so the gate is open
+        assert row["antisd/lambda"] == 0.5 and row["antisd/u_mean"] is not None
     if name == "sdpo":
         # the right sample has no OTHER right sibling; the two wrong ones do
         assert row["sdpo/context_frac"] == pytest.approx(2 / 3)

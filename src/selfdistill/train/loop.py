@@ -92,6 +92,7 @@ class Trainer:
                                    shuffle=cfg.data.shuffle)
         self.step = 0
         self.nonfinite_streak = 0
+        self.antisd_warmup_entropy: float | None = None
         keep_lines = self._resume() if cfg.resume else None
         self.logger = None
         if self.acc.is_main_process:
@@ -150,6 +151,7 @@ class Trainer:
                  for i in range(0, len(ro), mb_size)]
         units = self._sum(sum(p.loss_units for p in plans))
         targets = [step_mod.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
+        antisd_lambda = self._antisd_lambda = self._antisd_gate(targets) if cfg.method.antisd else 0.0
         t_score = time.perf_counter() - t
 
         t = time.perf_counter()  # loss: student pass with gradients, accumulate
@@ -158,7 +160,8 @@ class Trainer:
         for k, (plan, target) in enumerate(zip(plans, targets)):
             sync = nullcontext() if k == len(plans) - 1 else acc.no_sync(self.scorer)
             with sync:
-                res = step_mod.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics)
+                res = step_mod.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics,
+                                            antisd_lambda=antisd_lambda)
                 # DDP averages gradients over processes; the loss is already a global mean
                 acc.backward(res.loss * self.world)
             res.loss = res.loss.detach()
@@ -190,6 +193,19 @@ class Trainer:
         if self.world == 1:
             return float(value)
         return float(self.acc.reduce(torch.tensor([float(value)], dtype=torch.float64), "sum")[0])
+
+    def _antisd_gate(self, targets) -> float:
+        """Anti-sd weight of this step: 0 while the context-conditioned entropy is below
+        ``antisd_entropy_gate`` x its warm-up level (the first step's mean, kept in checkpoints)."""
+        ent = self._sum(sum(float((t.entropy_B_T * t.context_mask_B_T).sum()) for t in targets))
+        n = self._sum(sum(float(t.context_mask_B_T.sum()) for t in targets))
+        if n == 0:
+            return 0.0
+        level = ent / n
+        if self.antisd_warmup_entropy is None:
+            self.antisd_warmup_entropy = level
+        m = self.cfg.method
+        return m.antisd_lambda if level >= m.antisd_entropy_gate * self.antisd_warmup_entropy else 0.0
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -255,6 +271,9 @@ class Trainer:
                 row[f"pmi/{key}"] = ratio(key, "pmi_n")
         if self.cfg.method.name in ("grpo", "srpo"):
             row["grpo/zero_signal_frac"] = g["zero_signal"] / self.world
+        if self.cfg.method.antisd:
+            row["antisd/lambda"] = self._antisd_lambda
+            row["antisd/u_mean"] = ratio("antisd_u", "teacher_entropy_n")
         if self.cfg.method.name in ("sdpo", "srpo"):
             row["sdpo/context_frac"] = g["context"] / max(g["n"], 1)
         return row
@@ -290,6 +309,7 @@ class Trainer:
             state = {"step": self.step, "data": self.stream.position.to_dict(),
                      "metrics_lines": self.logger.lines if self.logger else 0,
                      "nonfinite_streak": self.nonfinite_streak, "world_size": self.world,
+                     "antisd_warmup_entropy": self.antisd_warmup_entropy,
                      "method": self.cfg.method.name}
             checkpoint.save(self.ckpt_root, self.step, blobs, state, keep_last=self.cfg.checkpoint.keep_last)
         self.acc.wait_for_everyone()
@@ -316,6 +336,7 @@ class Trainer:
             checkpoint.set_rng_state(rng)
         self.step = int(state["step"])
         self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+        self.antisd_warmup_entropy = state.get("antisd_warmup_entropy")
         log.info("resumed from %s (step %d)", folder, self.step)
         return int(state["metrics_lines"])
 

@@ -92,7 +92,7 @@ def reward(cfg: TrainConfig, reward_scorer, out: Rollouts) -> Rollouts:
     if reward_scorer is not None and needs_rewards(cfg, examples):
         out.rewards = [float(r) for r in reward_scorer.score(out.texts, [e.answer for e in examples])]
     name = cfg.method.name
-    if name in ("sdpo", "srpo"):
+    if name in ("sdpo", "srpo") or cfg.method.antisd:
         from selfdistill.contexts import choose_siblings
 
         out.siblings = choose_siblings(out.texts, out.rewards, out.group_ids)

@@ -79,8 +79,8 @@ def teachers(cfg: TrainConfig, model):
     from selfdistill.models import make_teacher
 
     m = cfg.method
-    if m.name == "grpo":
-        return None, None, None
+    if m.name == "grpo":  # no teacher; anti-sd scores the sibling context with the live policy
+        return None, None, make_teacher(model, "live") if m.antisd else None
     teacher = make_teacher(model, m.teacher, rate=m.ema_rate, r=m.trust_region_mix)
     base = None
     if m.name == "purified-opsd" or m.diagnostics:

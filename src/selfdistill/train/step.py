@@ -41,6 +41,8 @@ def roles_for(cfg: TrainConfig) -> tuple[str, ...]:
         roles.append("refonly")
     if m.name == "purified-opsd" and m.anchor == "base":
         roles.append("base")
+    if m.antisd:
+        roles.append("reprompt")  # the context c of u_t = log pi(y|x,c) - log pi(y|x)
     return tuple(roles)
 
 
@@ -242,12 +244,28 @@ class Targets:
 
     hidden: dict
     weights: dict
-    fn: Callable
+    fn: Callable | None
     entropy_B_T: Tensor
+    context_logp_B_T: Tensor | None = None  # anti-sd: log pi(y_t | x, c, y_<t), 0 without context
+    context_mask_B_T: Tensor | None = None
 
+
+def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
+    """Anti-self-distillation (GRPO): the current policy on the sibling context, no grad."""
+    batch = mb.batches["reprompt"]
+    hidden_B_T_H = passes.live.hidden(*_fwd(batch))
+    weight = passes.live.output_weight()
+    softcap = _softcap(passes.model)
+    mask = batch.loss_mask_B_T.bool()
+    with torch.no_grad():
+        logp = token_logprobs(hidden_B_T_H, weight, batch.response_ids_B_T, passes.chunk_size, softcap)
+    ent = _per_position(hidden_B_T_H, weight, mask, passes.chunk_size, _entropy, softcap)
+    return Targets({}, {}, None, ent, torch.where(mask, logp, torch.zeros_like(logp)), mask)
 
 def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
     """Teacher / reference-only / anchor passes (no grad); None for methods without a target."""
+    if cfg.method.antisd:
+        return _antisd_scores(passes, mb)
     if mb.distill_mask_B_T is None:
         return None
     hidden, weights, fn = _target(cfg, passes, mb)
@@ -257,8 +275,11 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
 
 
 def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targets | None,
-                 num_units: float, *, diagnostics: bool) -> MicroResult:
-    """Student pass with gradients and the method's loss, divided by the global ``num_units``."""
+                 num_units: float, *, diagnostics: bool, antisd_lambda: float = 0.0) -> MicroResult:
+    """Student pass with gradients and the method's loss, divided by the global ``num_units``.
+
+    ``antisd_lambda``: the anti-sd weight for this step (0 while its entropy gate is closed).
+    """
     from selfdistill.models import output_weight
 
     model = passes.model
@@ -272,7 +293,10 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     loss = (student_h.sum() * 0.0).float()
     res = MicroResult(loss)
     o = cfg.objective
-    if targets is not None:
+    if targets is not None and targets.context_logp_B_T is not None:
+        res.sums["teacher_entropy"] = float((targets.entropy_B_T * targets.context_mask_B_T).sum())
+        res.sums["teacher_entropy_n"] = float(targets.context_mask_B_T.sum())
+    if targets is not None and mb.distill_mask_B_T is not None:
         mask = mb.distill_mask_B_T
         ent = targets.entropy_B_T
         res.sums["teacher_entropy"] = float((ent * mask).sum())
@@ -301,7 +325,13 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     if mb.pg_mask_B_T is not None:
         ids = student.response_ids_B_T
         logp = token_logprobs(student_h, w_student, ids, chunk, softcap)
-        values = obj.clipped_pg_loss(logp, logp.detach(), mb.advantages_B, mb.pg_mask_B_T,
+        adv = mb.advantages_B
+        if targets is not None and targets.context_logp_B_T is not None:
+            u_B_T = torch.where(targets.context_mask_B_T, targets.context_logp_B_T - logp.detach(),
+                                torch.zeros_like(logp))
+            adv = obj.antisd_advantage(adv.to(logp.dtype), u_B_T, antisd_lambda)
+            res.sums["antisd_u"] = float((u_B_T * targets.context_mask_B_T).sum())
+        values = obj.clipped_pg_loss(logp, logp.detach(), adv, mb.pg_mask_B_T,
                                      eps_low=o.eps_low, eps_high=o.eps_high)
         weighted = values * mb.unit_weights_B_T.to(values.dtype)
         loss = loss + obj.token_mean(weighted, mb.pg_mask_B_T, num_tokens_global=num_units).float()
