@@ -122,9 +122,11 @@ def test_lora_merged_generation_matches_unmerged(tiny, prompts):
     before = {n: p.clone() for n, p in lora.named_parameters()}
     merged = HFGenerate(lora, tok, merge_lora=True).generate(prompts, GREEDY)
     unmerged = HFGenerate(lora, tok, merge_lora=False).generate(prompts, GREEDY)
-    with torch.no_grad(), lora.disable_adapter():
-        base = HFGenerate(lora, tok, merge_lora=False).generate(prompts, GREEDY)
+    with lora.disable_adapter():  # merge_lora must not bring the adapter back
+        base = HFGenerate(lora, tok, merge_lora=True).generate(prompts, GREEDY)
+    plain = HFGenerate(model, tok).generate(prompts, GREEDY)  # the untouched base model
     assert [s.response_ids for s in merged] == [s.response_ids for s in unmerged]
+    assert [s.response_ids for s in base] == [s.response_ids for s in plain]
     assert [s.response_ids for s in base] != [s.response_ids for s in merged]
     assert all(torch.equal(p, before[n]) for n, p in lora.named_parameters())
 

@@ -82,19 +82,20 @@ def merged_adapter(model: nn.Module) -> Iterator[nn.Module]:
     round trip does not give the base weights back, and the error would accumulate in the frozen
     base (the fixed teacher) over many steps. Here the touched base weights are copied first and
     copied back on exit (bit-exact), and the adapter branch is disabled while merged. Use only
-    under ``torch.no_grad()`` (generation); a plain model passes through unchanged.
+    under ``torch.no_grad()`` (generation). A plain model, or one inside ``disable_adapter()``,
+    passes through unchanged.
     """
-    if not is_lora(model):
-        yield model
-        return
     from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)] if is_lora(model) else []
+    if not layers or any(layer.disable_adapters for layer in layers):
+        yield model  # no adapter, or the caller disabled it on purpose: nothing to merge
+        return
 
     backups: list[tuple[torch.Tensor, torch.Tensor]] = []
     with torch.no_grad(), model.disable_adapter():
         try:
-            for module in model.modules():
-                if not isinstance(module, LoraLayer):
-                    continue
+            for module in layers:
                 weight = module.get_base_layer().weight
                 backups.append((weight, weight.detach().clone()))
                 for name in module.active_adapters:
