@@ -54,10 +54,9 @@ def load_model(
             source, dtype=torch_dtype, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as error:
-        if Path(source).is_dir():
-            message = f"could not load the checkpoint folder {source}: {error}"
-            raise ModelLoadError(message) from error
-        raise ModelLoadError(_not_found_message(source, error)) from error
+        if isinstance(error, OSError) and not Path(source).is_dir():  # missing, or no network
+            raise ModelLoadError(_not_found_message(source, error)) from error
+        raise ModelLoadError(f"could not load the checkpoint {source}: {error}") from error
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
