@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
+    from selfdistill.data import DataError
+    from selfdistill.models import ModelLoadError
+    from selfdistill.train.checkpoint import CheckpointError
     from selfdistill.train.loop import NonFiniteError, OutputDirError, train
 
     try:
@@ -56,5 +59,10 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteError as err:
         print(f"selfdistill train: {err}", file=sys.stderr)
         return 3
+    except (DataError, ModelLoadError, CheckpointError, OSError) as err:
+        # bad rows (named like `selfdistill data check`), an unfetchable model, a failed
+        # checkpoint write or an unwritable/full disk: a message, not a stack trace
+        print(f"selfdistill train: {err}", file=sys.stderr)
+        return 1
     print(f"done: {out}/metrics.jsonl, checkpoints in {out}/checkpoints, final weights in {out}/final")
     return 0
