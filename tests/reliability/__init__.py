@@ -1,0 +1,1 @@
+"""Helpers and fixtures of the reliability tests (tests/test_reliability_*.py)."""
