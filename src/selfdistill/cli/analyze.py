@@ -72,6 +72,7 @@ def _model_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--thinking", choices=["on", "off"], default="off",
                    help="chat-template thinking switch for models that have one")
 
@@ -122,7 +123,7 @@ def _setup(args: argparse.Namespace):
 
     examples = load_examples(args.data, split=args.split, limit=args.limit, seed=args.seed,
                              method="opsd", need_answer=True)
-    model, tokenizer = load_model(resolve_model(args.model))
+    model, tokenizer = load_model(resolve_model(args.model), dtype=args.dtype)
     thinking = RoleOptions(enable_thinking=args.thinking == "on")
     config = ContextConfig(roles={r: thinking for r in ("student", "teacher", "refonly")},
                            max_length=context_limit(model, tokenizer, None))
