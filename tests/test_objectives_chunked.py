@@ -37,6 +37,7 @@ CASES = [
     ("purified", dict(beta=0.5, clip=10.0, temperature=1.2), dict(beta=0.0, temperature=1.2)),
     ("purified", {}, dict(beta=0.5, support="student_topk", topk=4)),
     ("trust_region", dict(r=0.3), dict(beta=0.5, support="teacher_topk", topk=3, tail=False)),
+    ("purified", dict(anchor="student"), dict(beta=0.5)),
 ]
 
 

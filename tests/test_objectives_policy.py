@@ -154,3 +154,14 @@ def test_registry_targets_match_functions():
     torch.testing.assert_close(make_target_fn("raw")({"teacher": t}), t.log_softmax(-1))
     tr = make_target_fn("trust_region", r=0.5)({"teacher": t, "student": s})
     torch.testing.assert_close(tr, ((t + s) / 2).log_softmax(-1))
+
+
+def test_purified_student_anchor():
+    torch.manual_seed(3)
+    t, r, s = (torch.randn(2, 3, 7, dtype=torch.float64) for _ in range(3))
+    fn = make_target_fn("purified", anchor="student", clip=5.0)
+    assert fn.roles == ("teacher", "refonly", "student")
+    torch.testing.assert_close(fn({"teacher": t, "refonly": r, "student": s}),
+                               purified_target_logprobs(t, r, s, clip=5.0))
+    with pytest.raises(ValueError, match="anchor"):
+        make_target_fn("purified", anchor="ema")({"teacher": t, "refonly": r, "student": s})

@@ -66,10 +66,19 @@ def raw_target(logits: Mapping[str, Tensor], *, temperature: float = 1.0) -> Ten
     return raw_target_logprobs(logits["teacher"], temperature=temperature)
 
 
-@register_target("purified", roles=("teacher", "refonly", "anchor"))
-def purified_target(logits: Mapping[str, Tensor], **kwargs) -> Tensor:
-    """Purified OPSD: see :func:`purified_target_logprobs` for the keywords."""
-    return purified_target_logprobs(logits["teacher"], logits["refonly"], logits["anchor"], **kwargs)
+def _purified_roles(anchor: str = "base", **_) -> tuple[str, ...]:
+    return ("teacher", "refonly", "anchor") if anchor == "base" else ("teacher", "refonly", "student")
+
+
+@register_target("purified", roles=("teacher", "refonly", "anchor"), roles_for=_purified_roles)
+def purified_target(logits: Mapping[str, Tensor], *, anchor: str = "base", **kwargs) -> Tensor:
+    """Purified OPSD. ``anchor="base"`` (paper: the frozen base on the question, role "anchor")
+    or ``"student"`` (the detached student logits, saves a pass). Other keywords: see
+    :func:`purified_target_logprobs`."""
+    if anchor not in ("base", "student"):
+        raise ValueError(f"purified anchor must be 'base' or 'student', got {anchor!r}")
+    anchor_logits = logits["anchor"] if anchor == "base" else logits["student"]
+    return purified_target_logprobs(logits["teacher"], logits["refonly"], anchor_logits, **kwargs)
 
 
 @register_target("trust_region", roles=("teacher", "student"))
@@ -84,8 +93,10 @@ register_loss("srpo")(srpo_loss)
 
 
 def make_target_fn(name: str, **kwargs) -> Callable[[Mapping[str, Tensor]], Tensor]:
-    """The target named ``name`` with its keywords bound; keeps the ``roles`` attribute."""
+    """The target named ``name`` with its keywords bound; ``.roles`` lists the passes it reads
+    ("student" = the detached student logits, always available)."""
     fn = TARGETS[name]
     bound = functools.partial(fn, **kwargs)
-    bound.roles = fn.roles  # type: ignore[attr-defined]
+    roles_for = getattr(fn, "roles_for", None)
+    bound.roles = roles_for(**kwargs) if roles_for else fn.roles  # type: ignore[attr-defined]
     return bound
