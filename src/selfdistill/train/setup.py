@@ -7,7 +7,10 @@ exactly where every object of the loop comes from.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import ConfigError, TrainConfig, check_world, validate, validate_examples, validate_vocab
 
@@ -89,7 +92,29 @@ def teachers(cfg: TrainConfig, model):
     return teacher, base, live
 
 
+def check_output_dir(path: str) -> None:
+    """Fail now, not after the model loads, when ``output_dir`` cannot be created or written.
+
+    Probes the nearest existing folder with a temporary file, removed at once: nothing is created.
+    """
+    target = Path(path).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"output_dir={path} cannot be created: {existing} is a file, not a folder; "
+                          "choose another output_dir")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".selfdistill-write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"output_dir={path} is not writable ({existing}: {err.strerror}); "
+                          "choose a writable output_dir or fix its permissions") from None
+
+
 def preflight(cfg: TrainConfig, num_processes: int) -> None:
     """Every check that needs neither data nor a model."""
     validate(cfg)
     check_world(cfg, num_processes)
+    check_output_dir(cfg.output_dir)
