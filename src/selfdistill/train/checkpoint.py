@@ -81,11 +81,20 @@ def save(root: Path, step: int, blobs: dict[str, Any], state: dict, *, keep_last
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    for stem, obj in blobs.items():
-        torch.save(obj, tmp / f"{stem}.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
-    finalize(tmp, final)
+    try:
+        tmp.mkdir()
+        for stem, obj in blobs.items():
+            torch.save(obj, tmp / f"{stem}.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+        finalize(tmp, final)
+    except OSError as err:  # disk full, quota, folder removed: say which step and what survives
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = latest(root)
+        kept = f"the previous checkpoint {last} is intact" if last else "no earlier checkpoint exists"
+        raise CheckpointError(
+            f"could not write the checkpoint of step {step} in {root} ({err}); {kept}. "
+            "Free some space, then rerun the same command with resume=true"
+        ) from err
     prune(root, keep_last)
     return final
 
