@@ -1,0 +1,183 @@
+"""Seconds per training step by phase and peak memory: selfdistill OPSD, Purified OPSD, and the
+same OPSD configuration in TRL's experimental SDFTTrainer, side by side.
+
+    .venv/bin/python benchmarks/step.py [--steps 4] [--warmup 1] [--model smollm2-135m]
+
+Setup (all three): SmolLM2-135M-Instruct (offline alias), bf16 weights, LoRA r 64 alpha 128 on
+every projection, 8 prompts x 1 rollout x 128 new tokens per step, sampling T 1.1 / top-p 0.95 /
+top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1. Each
+configuration runs in its own process (peak memory = that process's max RSS, model loading
+included); the first ``--warmup`` steps are dropped and the median of the rest is reported.
+
+Differences that cannot be removed: TRL's teacher prompt is ``{prompt}\\n\\n{privileged_context}``
+(ours is the rendered OPSD teacher template), TRL has no per-token clip (ours uses the recipe's
+0.05), and TRL computes full ``[B, T, V]`` logits (ours runs the chunked objective).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIGS = ("selfdistill-opsd", "selfdistill-purified-opsd", "trl-sdft-opsd")
+COMMON = ["prompts_per_step=8", "micro_batch_size=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
+          "model.dtype=bfloat16", "logging.tensorboard=false", "logging.progress=false",
+          "logging.rewards_for_all=false", "checkpoint.every=100000"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_selfdistill(recipe: str, model: str, steps: int, out: Path) -> list[dict]:
+    from selfdistill.train import load_config
+    from selfdistill.train.loop import Trainer
+
+    cfg = load_config(recipe, COMMON + [f"model={model}", f"max_steps={steps}", f"output_dir={out}",
+                                        "objective.beta=0"])
+    Trainer(cfg).fit()
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{"step_s": r["time/step_s"], "rollout_s": r["time/rollout_s"], "score_s": r["time/score_s"],
+             "loss_s": r["time/loss_s"]} for r in rows]
+
+
+def run_trl(model: str, steps: int, out: Path) -> list[dict]:
+    import torch
+    import transformers
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+
+    from selfdistill.data import load_examples
+    from selfdistill.models import alias_path
+
+    path = str(alias_path(model)) if model in ("smollm2-135m", "tiny-random") else model
+    examples = load_examples("gsm8k-100")
+    instruction = "Please reason step by step, and put your final answer within \\boxed{}."
+    data = Dataset.from_list([
+        {"prompt": [{"role": "user", "content": f"Problem: {e.problem}\n\n{instruction}"}],
+         "privileged_context": f"Here is a reference solution to this problem:\n{e.solution}"}
+        for e in examples
+    ])
+    # time generation by wrapping GenerationMixin.generate (TRL calls it on the unwrapped model)
+    gen_time = {"s": 0.0}
+    real_generate = transformers.GenerationMixin.generate
+
+    def timed_generate(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return real_generate(self, *a, **k)
+        finally:
+            gen_time["s"] += time.perf_counter() - t
+
+    transformers.GenerationMixin.generate = timed_generate
+    rows: list[dict] = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0, gen_time["s"] = time.perf_counter(), 0.0
+
+        def on_step_end(self, args, state, control, **kw):
+            total = time.perf_counter() - self.t0
+            rows.append({"step_s": total, "rollout_s": gen_time["s"], "score_s": None,
+                         "loss_s": total - gen_time["s"]})
+
+    args = SDFTConfig(
+        output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+        num_generations=1, max_completion_length=128, temperature=1.1, top_p=0.95, top_k=20,
+        learning_rate=5e-6, max_grad_norm=0.1, lr_scheduler_type="constant", warmup_steps=0,
+        distillation_mode="full_logits", distillation_alpha=0.0, teacher_model_kind="base",
+        distillation_is_clip=None, logging_steps=1, save_strategy="no", report_to="none",
+        use_cpu=True, bf16=True, model_init_kwargs={"dtype": torch.bfloat16}, seed=0,
+        max_prompt_length=1024, dataloader_num_workers=0,
+    )
+    peft = LoraConfig(r=64, lora_alpha=128, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                            "gate_proj", "up_proj", "down_proj"],
+                      task_type="CAUSAL_LM")
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    trainer = SDFTTrainer(model=path, args=args, train_dataset=data, processing_class=tokenizer,
+                          peft_config=peft, callbacks=[Timer()])
+    trainer.train()
+    return rows
+
+
+def one(name: str, model: str, steps: int, result: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        error = None
+        try:
+            if name == "trl-sdft-opsd":
+                rows = run_trl(model, steps, out)
+            else:
+                rows = run_selfdistill(name.removeprefix("selfdistill-"), model, steps, out)
+        except Exception as exc:  # noqa: BLE001 - reported in the table, not hidden
+            rows, error = [], f"{type(exc).__name__}: {str(exc)[:400]}"
+    result.write_text(json.dumps({"rows": rows, "peak_rss_mb": peak_rss_mb(), "error": error}))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        one(a.one, a.model, a.steps, Path(a.result))
+        return 0
+    results = {}
+    for name in a.configs.split(","):
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            res = Path(f.name)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--one", name, "--result", str(res), "--steps",
+                               str(a.steps), "--model", a.model], capture_output=True, text=True)
+        data = json.loads(res.read_text()) if res.exists() and res.stat().st_size else {
+            "rows": [], "peak_rss_mb": None, "error": proc.stderr[-400:]}
+        data["wall_s"] = time.perf_counter() - start
+        results[name] = data
+        print(f"{name}: {'error ' + str(data['error']) if data['error'] else 'ok'}", file=sys.stderr)
+    print(table(results, a))
+    return 0
+
+
+def _median(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def table(results: dict, a) -> str:
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    base = results.get("selfdistill-opsd", {})
+    base_step = _median(base.get("rows", [])[a.warmup:], "step_s")
+    lines = [f"load average at the end: {os.getloadavg()[0]:.1f}; {a.steps} steps, first {a.warmup} dropped, medians",
+             "", "| configuration | step s | rollout s | score s | loss s | peak RSS MB | step time / selfdistill-opsd |",
+             "|---|---|---|---|---|---|---|"]
+    for name, data in results.items():
+        rows = data.get("rows", [])[a.warmup:]
+        if data.get("error"):
+            lines.append(f"| {name} | failed: {data['error']} | | | | | |")
+            continue
+        step = _median(rows, "step_s")
+        ratio = step / base_step if step and base_step else None
+        lines.append(f"| {name} | {fmt(step)} | {fmt(_median(rows, 'rollout_s'))} | {fmt(_median(rows, 'score_s'))} "
+                     f"| {fmt(_median(rows, 'loss_s'))} | {fmt(data.get('peak_rss_mb'))} | {fmt(ratio)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
