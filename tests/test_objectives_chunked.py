@@ -110,3 +110,31 @@ def test_bfloat16_hidden_states_close_to_float64():
     assert out.loss.dtype == torch.float32 and gh16.dtype == torch.bfloat16 and gw16.dtype == torch.bfloat16
     torch.testing.assert_close(gw16.double(), gw64, rtol=0.1, atol=0.02)
     torch.testing.assert_close(gh16.double(), gh64, rtol=0.1, atol=0.02)
+
+
+def test_per_role_output_weights():
+    """Full fine-tuning with a frozen teacher: each role projects with its own output layer."""
+    student, weight, b, hidden, mask = setup(seed=8, bias=True)
+    g = torch.Generator().manual_seed(10)
+    tw = {"teacher": torch.randn(V, H, generator=g, dtype=torch.float64),
+          "refonly": torch.randn(V, H, generator=g, dtype=torch.float64)}
+    tb = {"teacher": torch.randn(V, generator=g, dtype=torch.float64)}
+    kw = dict(target_hidden=hidden, target_fn=make_target_fn("purified"), mask_B_T=mask,
+              divergence_kwargs=dict(beta=0.5), target_weights=tw, target_biases=tb)
+    direct, g_direct = run(direct_distill_loss, student, weight, b, **kw)
+    chunked, g_chunked = run(chunked_distill_loss, student, weight, b, chunk_size=3, **kw)
+    torch.testing.assert_close(chunked.loss, direct.loss)
+    for gc, gd in zip(g_chunked, g_direct):
+        torch.testing.assert_close(gc, gd)
+    shared, _ = run(direct_distill_loss, student, weight, b, **{**kw, "target_weights": None, "target_biases": None})
+    assert not torch.allclose(shared.loss, direct.loss)
+    # by hand: the teacher's logits use its own weight and bias
+    t_logits = hidden["teacher"] @ tw["teacher"].T + tb["teacher"]
+    r_logits = hidden["refonly"] @ tw["refonly"].T  # own weight, no bias given: no bias
+    a_logits = hidden["anchor"] @ weight.detach().T + b.detach()
+    from selfdistill.objectives import generalized_jsd, purified_target_logprobs, token_mean
+    target = purified_target_logprobs(t_logits, r_logits, a_logits)
+    div = generalized_jsd(student @ weight.T + b, target, beta=0.5, mask=mask)
+    torch.testing.assert_close(direct.loss, token_mean(div, mask))
+    with pytest.raises(ValueError, match="target_weights"):
+        chunked_distill_loss(student, weight, **{**kw, "target_weights": {"teacher": tw["teacher"][:3]}})

@@ -38,8 +38,8 @@ def project(hidden_N_H: Tensor, weight_V_H: Tensor, bias_V: Tensor | None = None
 
 class _ChunkedDistill(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, student_N_H, weight_V_H, bias_V, coef_N, targets_N_H, target_fn, div_kwargs,
-                topk_ids_N_K, softcap, chunk_size):
+    def forward(ctx, student_N_H, weight_V_H, bias_V, coef_N, targets_N_H, target_weights, target_fn,
+                div_kwargs, topk_ids_N_K, softcap, chunk_size):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n = student_N_H.shape[0]
         grad_h = torch.zeros_like(student_N_H) if need_h else None
@@ -50,7 +50,8 @@ class _ChunkedDistill(torch.autograd.Function):
         per_pos = []
         for start in range(0, n, chunk_size):
             rows = slice(start, start + chunk_size)
-            logits = {k: project(v[rows], weight_V_H, bias_V, softcap) for k, v in targets_N_H.items()}
+            logits = {k: project(v[rows], *target_weights.get(k, (weight_V_H, bias_V)), softcap)
+                      for k, v in targets_N_H.items()}
             with torch.enable_grad():
                 h = student_N_H[rows].detach().requires_grad_(need_h)
                 w = weight_V_H.detach().requires_grad_(need_w)
@@ -87,11 +88,11 @@ class _ChunkedDistill(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_per_pos):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         scale = lambda g: None if g is None else g * grad_loss.to(g.dtype)  # noqa: E731
-        return scale(grad_h), scale(grad_w), scale(grad_b), None, None, None, None, None, None, None
+        return scale(grad_h), scale(grad_w), scale(grad_b), *([None] * 9)
 
 
 def _validate(student_hidden_B_T_H: Tensor, target_hidden: Mapping[str, Tensor], mask_B_T: Tensor,
-              target_fn: TargetFn, weight_V_H: Tensor) -> None:
+              target_fn: TargetFn, weight_V_H: Tensor, target_weights: Mapping[str, Tensor] | None) -> None:
     if student_hidden_B_T_H.dim() != 3:
         raise ValueError(f"student hidden must be [B, T, H], got {tuple(student_hidden_B_T_H.shape)}")
     if mask_B_T.shape != student_hidden_B_T_H.shape[:2]:
@@ -102,6 +103,10 @@ def _validate(student_hidden_B_T_H: Tensor, target_hidden: Mapping[str, Tensor],
         if h.shape != student_hidden_B_T_H.shape:
             raise ValueError(f"target_hidden[{role!r}] has shape {tuple(h.shape)}; every role must match the "
                              f"student's {tuple(student_hidden_B_T_H.shape)} (same response positions)")
+    for role, w in (target_weights or {}).items():
+        if role not in target_hidden or w.shape != weight_V_H.shape:
+            raise ValueError(f"target_weights[{role!r}] must be a [V, H] = {tuple(weight_V_H.shape)} weight of a "
+                             f"role in target_hidden {sorted(target_hidden)}, got {tuple(w.shape)}")
     missing = [r for r in getattr(target_fn, "roles", ()) if r != "student" and r not in target_hidden]
     if missing:
         raise KeyError(f"target needs hidden states for roles {missing}; got {sorted(target_hidden)}")
@@ -113,6 +118,13 @@ def _weights_and_kwargs(divergence_kwargs, weights_B_T, mask_B_T):
         raise ValueError("pass the mask as mask_B_T, not inside divergence_kwargs")
     w = torch.ones(mask_B_T.shape) if weights_B_T is None else weights_B_T.detach()
     return kw, kw.pop("topk_ids", None), w
+
+
+def _role_layers(target_weights, target_biases) -> dict[str, tuple[Tensor, Tensor | None]]:
+    """role -> (weight, bias) for roles whose output layer differs from the student's."""
+    biases = target_biases or {}
+    return {k: (w.detach(), None if biases.get(k) is None else biases[k].detach())
+            for k, w in (target_weights or {}).items()}
 
 
 def chunked_distill_loss(
@@ -128,6 +140,8 @@ def chunked_distill_loss(
     logit_softcap: float | None = None,
     chunk_size: int = 1024,
     num_tokens_global: int | float | Tensor | None = None,
+    target_weights: Mapping[str, Tensor] | None = None,
+    target_biases: Mapping[str, Tensor | None] | None = None,
 ) -> DistillLossOutput:
     """Token-mean distillation loss computed ``chunk_size`` valid positions at a time.
 
@@ -145,9 +159,12 @@ def chunked_distill_loss(
         divergence_kwargs: keywords of :func:`generalized_jsd` (beta, temperature, token_clip,
             support, topk, tail, topk_ids [B, T, K]).
         num_tokens_global: divisor (global valid-token count); default this call's mask.sum().
+        target_weights / target_biases: role -> output layer for roles whose lm_head differs
+            from the student's (full fine-tuning with a frozen teacher); default: shared. A role
+            with its own weight uses its own bias from target_biases (none if absent).
     Returns the scalar loss and the detached per-position divergence [B, T].
     """
-    _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H)
+    _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H, target_weights)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     kw, topk_ids, w = _weights_and_kwargs(divergence_kwargs, weights_B_T, mask_B_T)
@@ -157,7 +174,8 @@ def chunked_distill_loss(
     coef_N = w.reshape(-1)[idx].to(torch.float64) / max(denom, 1.0)
     loss, per_pos_N = _ChunkedDistill.apply(
         student_hidden_B_T_H.reshape(-1, H)[idx], weight_V_H, bias_V, coef_N,
-        {k: v.detach().reshape(-1, H)[idx] for k, v in target_hidden.items()}, target_fn, kw,
+        {k: v.detach().reshape(-1, H)[idx] for k, v in target_hidden.items()},
+        _role_layers(target_weights, target_biases), target_fn, kw,
         None if topk_ids is None else topk_ids.reshape(B * T, -1)[idx], logit_softcap, chunk_size,
     )
     per_pos = per_pos_N.new_zeros(B * T).index_put((idx,), per_pos_N).view(B, T)
@@ -176,16 +194,20 @@ def direct_distill_loss(
     bias_V: Tensor | None = None,
     logit_softcap: float | None = None,
     num_tokens_global: int | float | Tensor | None = None,
+    target_weights: Mapping[str, Tensor] | None = None,
+    target_biases: Mapping[str, Tensor | None] | None = None,
 ) -> DistillLossOutput:
     """Reference path with the same contract as :func:`chunked_distill_loss`: materialises every
     role's [B, T, V] logits at once. For tests, benchmarks and short sequences."""
-    _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H)
+    _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H, target_weights)
     kw, topk_ids, w = _weights_and_kwargs(divergence_kwargs, weights_B_T, mask_B_T)
+    layers = _role_layers(target_weights, target_biases)
     if topk_ids is not None:
         kw["topk_ids"] = topk_ids
     s_logits = project(student_hidden_B_T_H, weight_V_H, bias_V, logit_softcap)
     with torch.no_grad():
-        logits = {k: project(v, weight_V_H, bias_V, logit_softcap) for k, v in target_hidden.items()}
+        logits = {k: project(v, *layers.get(k, (weight_V_H, bias_V)), logit_softcap)
+                  for k, v in target_hidden.items()}
         target = target_fn({**logits, "student": s_logits.detach()})
     div = generalized_jsd(s_logits, target, mask=mask_B_T, **kw)
     loss = token_mean(div * w.to(div.dtype), mask_B_T, num_tokens_global=num_tokens_global)
