@@ -157,3 +157,22 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteError, match="2 steps in a row.*last good state"):
         run(tmp_path, common + ["max_steps=5"], name="two")
     assert len(_rows(tmp_path / "two")) == 2
+
+
+def test_stacked_no_grad_passes_equal_separate_passes():
+    """Purified OPSD runs teacher, refonly and base as one left-padded batch; same hidden states."""
+    from selfdistill.contexts import ContextConfig, Renderer
+    from selfdistill.data import load_examples
+    from selfdistill.models import load_model, make_teacher
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-random")
+    handle = make_teacher(model, "fixed")
+    examples = load_examples("gsm8k-100", limit=2)
+    batches = Renderer(tok, ContextConfig(max_length=4096)).scoring_batches(
+        ["teacher", "refonly", "base"], examples, [[11, 12, 13], [14, 15]])
+    stacked = step_mod._stacked_hidden(handle, list(batches.values()))
+    for got, batch in zip(stacked, batches.values()):
+        alone = handle.hidden(*step_mod._fwd(batch))
+        mask = batch.response_mask_B_T.bool()
+        torch.testing.assert_close(got[mask], alone[mask], rtol=1e-4, atol=1e-5)

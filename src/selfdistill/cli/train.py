@@ -49,12 +49,15 @@ def run(args: argparse.Namespace) -> int:
     from selfdistill.data import DataError
     from selfdistill.models import ModelLoadError
     from selfdistill.train.checkpoint import CheckpointError
+    from selfdistill.contexts import ContextError
+    from selfdistill.data import DataError
+    from selfdistill.models import ModelLoadError
     from selfdistill.train.loop import NonFiniteError, OutputDirError, train
 
     try:
         out = train(cfg)
-    except (ConfigError, OutputDirError) as err:
-        print(f"selfdistill train: {err}", file=sys.stderr)
+    except (ConfigError, OutputDirError, DataError, ModelLoadError, ContextError) as err:
+        print(f"selfdistill train: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
     except NonFiniteError as err:
         print(f"selfdistill train: {err}", file=sys.stderr)

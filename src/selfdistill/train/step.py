@@ -149,15 +149,53 @@ def _softcap(model: nn.Module) -> float | None:
     return getattr(model.config, "final_logit_softcapping", None) or None
 
 
-def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch):
-    """(role -> hidden_B_T_H, role -> output weight, target_fn) of the method, all without grad."""
+def _stacked_hidden(handle, batches: list) -> list[Tensor]:
+    """One no-grad forward of ``handle`` over several role batches of the same rows and responses.
+
+    Prompts are left-padded to the longest ``response_start`` (masked, positions unchanged), so
+    the response columns line up and one bigger batch replaces several small passes.
+    """
+    if len(batches) == 1:
+        return [handle.hidden(*_fwd(batches[0]))]
+    start = max(b.response_start for b in batches)
+    T = batches[0].response_ids_B_T.shape[1]
+    pad = lambda x, b, v: torch.nn.functional.pad(x, (start - b.response_start, 0), value=v)  # noqa: E731
+    ids = torch.cat([pad(b.ids_B_L, b, 0) for b in batches])
+    mask = torch.cat([pad(b.attention_mask_B_L, b, 0) for b in batches])
+    pos = torch.cat([pad(b.position_ids_B_L, b, 0) for b in batches])
+    hidden = handle.hidden(ids, mask, pos, start, T)
+    return list(hidden.split([b.ids_B_L.shape[0] for b in batches]))
+
+
+def _run_passes(plan: dict[str, tuple]) -> dict[str, Tensor]:
+    """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch."""
+    groups: dict[int, list[str]] = {}
+    for name, (handle, _) in plan.items():
+        groups.setdefault(id(handle), []).append(name)
+    hidden = {}
+    for names in groups.values():
+        handle = plan[names[0]][0]
+        for name, h in zip(names, _stacked_hidden(handle, [plan[n][1] for n in names])):
+            hidden[name] = h
+    return hidden
+
+
+def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bool):
+    """(role -> hidden_B_T_H, role -> output weight, target_fn, extra hidden for diagnostics),
+    all without grad."""
     m, o = cfg.method, cfg.objective
     role = TEACHER_ROLE[m.name]
-    hidden = {"teacher": passes.teacher.hidden(*_fwd(mb.batches[role]))}
-    weights = {"teacher": passes.teacher.output_weight()}
+    plan = {"teacher": (passes.teacher, mb.batches[role])}
     if m.teacher == "trust_region":
-        hidden["live"] = passes.live.hidden(*_fwd(mb.batches[role]))
-        weights["live"] = passes.live.output_weight()
+        plan["live"] = (passes.live, mb.batches[role])
+    if m.name == "purified-opsd" or diagnostics:
+        plan["refonly"] = (passes.base, mb.batches["refonly"])
+    if m.name == "purified-opsd" and m.anchor == "base":
+        plan["anchor"] = (passes.base, mb.batches["base"])
+    hidden = _run_passes(plan)
+    weights = {name: handle.output_weight() for name, (handle, _) in plan.items()}
+    extra = {}
+    if m.teacher == "trust_region":
         r, tau = m.trust_region_mix, o.temperature
 
         def fn(logits: Mapping[str, Tensor]) -> Tensor:
@@ -165,12 +203,7 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch):
 
         fn.roles = ("teacher", "live")
     elif m.name == "purified-opsd":
-        hidden["refonly"] = passes.base.hidden(*_fwd(mb.batches["refonly"]))
-        weights["refonly"] = passes.base.output_weight()
         anchor = "anchor" if m.anchor == "base" else "student"
-        if m.anchor == "base":
-            hidden["anchor"] = passes.base.hidden(*_fwd(mb.batches["base"]))
-            weights["anchor"] = passes.base.output_weight()
         kw = dict(beta=o.purified_beta, clip=o.purified_clip, center=o.purified_center, temperature=o.temperature)
 
         def fn(logits: Mapping[str, Tensor]) -> Tensor:
@@ -179,7 +212,10 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch):
         fn.roles = ("teacher", "refonly", anchor)
     else:
         fn = obj.make_target_fn("raw", temperature=o.temperature)
-    return hidden, weights, fn
+    for name in list(hidden):
+        if name not in fn.roles:
+            extra[name] = (hidden.pop(name), weights.pop(name))
+    return hidden, weights, fn, extra
 
 
 def _divergence_kwargs(cfg: TrainConfig) -> dict:
@@ -248,6 +284,7 @@ class Targets:
     entropy_B_T: Tensor
     context_logp_B_T: Tensor | None = None  # anti-sd: log pi(y_t | x, c, y_<t), 0 without context
     context_mask_B_T: Tensor | None = None
+    extra: dict = field(default_factory=dict)  # role -> (hidden, weight) scored for diagnostics only
 
 
 def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
@@ -268,10 +305,11 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
         return _antisd_scores(passes, mb)
     if mb.distill_mask_B_T is None:
         return None
-    hidden, weights, fn = _target(cfg, passes, mb)
+    diagnostics = cfg.method.diagnostics
+    hidden, weights, fn, extra = _target(cfg, passes, mb, diagnostics=diagnostics)
     ent = _per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
                         passes.chunk_size, _entropy, _softcap(passes.model))
-    return Targets(hidden, weights, fn, ent)
+    return Targets(hidden, weights, fn, ent, extra=extra)
 
 
 def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targets | None,
@@ -320,8 +358,7 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
         loss = loss + d_loss.float()
         res.divergence_B_T, res.divergence_mask_B_T = div, mask
         if diagnostics:
-            res.sums.update(_diagnostics(cfg, passes, mb, student_h.detach(), targets.hidden,
-                                         targets.weights, mask, softcap))
+            res.sums.update(_diagnostics(cfg, passes, student_h.detach(), targets, mask, softcap))
     if mb.pg_mask_B_T is not None:
         ids = student.response_ids_B_T
         logp = token_logprobs(student_h, w_student, ids, chunk, softcap)
@@ -341,16 +378,16 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     return res
 
 
-def _diagnostics(cfg, passes, mb, student_h, hidden, weights, mask, softcap) -> dict[str, float]:
+def _diagnostics(cfg, passes, student_h, targets: Targets, mask, softcap) -> dict[str, float]:
     """Purified-OPSD PMI diagnostics (position-weighted sums), chunk by chunk, no grad."""
     from selfdistill.models import output_weight
 
+    hidden, weights = targets.hidden, targets.weights
     with torch.no_grad():
         if "refonly" in hidden:
             ref_h, ref_w = hidden["refonly"], weights["refonly"]
         else:
-            ref_h = passes.base.hidden(*_fwd(mb.batches["refonly"]))
-            ref_w = passes.base.output_weight()
+            ref_h, ref_w = targets.extra["refonly"]
         idx = mask.reshape(-1).nonzero().squeeze(1)
         H = student_h.shape[-1]
         flat = {k: h.reshape(-1, H)[idx] for k, h in
