@@ -349,7 +349,7 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
             out = obj.chunked_distill_loss(
                 student_h, w_student, target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask,
                 divergence_kwargs=kw, weights_B_T=token_w, logit_softcap=softcap,
-                chunk_size=chunk, num_tokens_global=num_units,
+                chunk_size=chunk, num_tokens_global=num_units, target_weights=targets.weights,
             )
             d_loss, div = out.loss, out.per_position_B_T
         else:
