@@ -39,6 +39,7 @@ CASES = [
     (["max_steps=0"], ["schedule.max_steps must be >= 1"]),
     (["checkpoint.keep_last=0"], ["checkpoint.keep_last must be >= 1"]),
     (["contexts={transitio: mild}"], ["contexts.transitio is not a ContextConfig option; valid:"]),
+    (["contexts={transition: foo}"], ["ContextConfig.transition='foo' is not one of mild, hardened"]),
     (["method.antisd=true"], ["method.antisd modifies the GRPO advantage"]),
     # needs the data, still before the model
     ([f"data={NO_SOLUTIONS}", "method=purified-opsd"], ["solution", "no_solutions.jsonl"]),
