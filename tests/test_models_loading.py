@@ -88,3 +88,24 @@ def test_smollm2_alias_is_a_real_chat_model():
         [prompt], SamplingParams(do_sample=False, max_new_tokens=12)
     )
     assert "Paris" in sample.text, sample.text
+
+
+def test_alias_cache_builds_once_and_rebuilds_stale_versions(tmp_path, monkeypatch):
+    from selfdistill.models import aliases
+
+    builds = []
+
+    def build(folder):
+        builds.append(folder)
+        (folder / "weights.txt").write_text(str(len(builds)))
+
+    monkeypatch.setenv("SELFDISTILL_CACHE", str(tmp_path))
+    monkeypatch.setitem(aliases.ALIASES, "fake", (1, build))
+    first = aliases.alias_path("fake")
+    assert aliases.alias_path("fake") == first and len(builds) == 1  # cached
+    assert builds[0] != first  # built under a temporary name, then renamed
+    assert (first / "weights.txt").read_text() == "1" and not list(tmp_path.glob("models/*.tmp*"))
+    monkeypatch.setitem(aliases.ALIASES, "fake", (2, build))  # the recipe changed
+    assert (aliases.alias_path("fake") / "weights.txt").read_text() == "2"
+    with pytest.raises(KeyError, match="tiny-random"):
+        aliases.alias_path("no-such-alias")
