@@ -14,8 +14,9 @@ from selfdistill.train.config import load_config
 from selfdistill.train.loop import NonFiniteError, OutputDirError, Trainer
 from selfdistill.train.rollouts import FixedRollouts
 
+# rewards_for_all=false: only the group methods start math-verify workers (they need rewards)
 BASE = ["model=tiny-random", "data.limit=4", "logging.tensorboard=false", "logging.progress=false",
-        "lr=1e-3", "max_new_tokens=12"]
+        "lr=1e-3", "max_new_tokens=12", "logging.rewards_for_all=false"]
 
 
 def _answers() -> dict[str, str]:

@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -147,8 +148,8 @@ class Trainer:
         t = time.perf_counter()  # score: rewards, then render every role and count loss units
         rollouts.reward(cfg, self.rewarder, ro)
         mb_size = cfg.schedule.micro_batch_size
-        plans = [step_mod.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))))
-                 for i in range(0, len(ro), mb_size)]
+        plans = [step_mod.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))),
+                               device=acc.device) for i in range(0, len(ro), mb_size)]
         units = self._sum(sum(p.loss_units for p in plans))
         targets = [step_mod.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
         antisd_lambda = self._antisd_lambda = self._antisd_gate(targets) if cfg.method.antisd else 0.0
@@ -181,7 +182,9 @@ class Trainer:
             self.nonfinite_streak += 1
             log.warning("step %d: non-finite loss %s / grad norm %s; step skipped", step, loss, grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped first step advances the lr without an update
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
         return self._metrics(step, ro, plans, results, loss=loss, grad_norm=grad_norm, lr=lr,
                              skipped=not finite, times=(t_rollout, t_score, t_loss,
                                                         time.perf_counter() - t_step))
@@ -192,7 +195,8 @@ class Trainer:
         """Sum of a float over processes."""
         if self.world == 1:
             return float(value)
-        return float(self.acc.reduce(torch.tensor([float(value)], dtype=torch.float64), "sum")[0])
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.acc.device)
+        return float(self.acc.reduce(t, "sum")[0])
 
     def _antisd_gate(self, targets) -> float:
         """Anti-sd weight of this step: 0 while the context-conditioned entropy is below
@@ -215,11 +219,11 @@ class Trainer:
 
     def _gather_values(self, values: torch.Tensor) -> torch.Tensor:
         """All processes' 1-D float values concatenated (NaN-padded then filtered)."""
-        values = values.double().flatten()
+        values = values.double().flatten().to(self.acc.device)  # collectives need the device (NCCL)
         if self.world == 1:
             return values
-        n = self.acc.gather(torch.tensor([values.numel()]))
-        padded = torch.full((int(n.max()),), float("nan"), dtype=torch.float64)
+        n = self.acc.gather(torch.tensor([values.numel()], device=self.acc.device))
+        padded = torch.full((int(n.max()),), float("nan"), dtype=torch.float64, device=self.acc.device)
         padded[: values.numel()] = values
         allv = self.acc.gather(padded)
         return allv[~torch.isnan(allv)]
@@ -245,9 +249,10 @@ class Trainer:
             **sums,
         }
         keys = sorted(local)
-        vec = torch.tensor([local[k] for k in keys], dtype=torch.float64)
+        vec = torch.tensor([local[k] for k in keys], dtype=torch.float64, device=self.acc.device)
         if self.world > 1:
             vec = self.acc.reduce(vec, "sum")
+        vec = vec.cpu()
         g = dict(zip(keys, vec.tolist()))
         div = [r.divergence_B_T[r.divergence_mask_B_T.bool()] for r in results if r.divergence_B_T is not None]
         kl = quantiles(self._gather_values(torch.cat(div) if div else torch.zeros(0)))

@@ -68,12 +68,6 @@ def load_policy(cfg: TrainConfig):
         lo = cfg.lora
         model = apply_lora(model, LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout,
                                                target_modules=tuple(lo.target_modules)))
-    elif cfg.objective.loss_chunk_size and cfg.method.name != "grpo" and cfg.method.teacher != "live":
-        raise ConfigError(
-            "objective.loss_chunk_size projects every role with the student's output layer, which "
-            "a full fine-tune changes while the teacher keeps its own: enable lora or set "
-            "objective.loss_chunk_size=0"
-        )
     return model, tokenizer
 
 

@@ -17,6 +17,7 @@ PG still gives the right gradient, ``exp(logp - sg(logp))``), and they are not r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -108,8 +109,17 @@ class MicroResult:
     sums: dict[str, float] = field(default_factory=dict)  # metric numerators / denominators
 
 
-def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int]) -> MicroBatch:
-    """Render every role for ``rows`` of ``rollouts`` and decide which tokens take which loss."""
+def _to(batch, device):
+    """A ScoringBatch with its tensors on ``device``."""
+    moved = {f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)
+             if isinstance(getattr(batch, f.name), Tensor)}
+    return dataclasses.replace(batch, **moved)
+
+
+def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) -> MicroBatch:
+    """Render every role for ``rows`` of ``rollouts`` and decide which tokens take which loss.
+
+    Every tensor of the result lives on ``device`` (the model's; default CPU)."""
     sib = None if rollouts.siblings is None else [rollouts.siblings[i] for i in rows]
     batches = renderer.scoring_batches(
         roles_for(cfg), [rollouts.examples[i] for i in rows],
@@ -137,7 +147,9 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int]) -> MicroBatch:
         units = resp.float() / lengths
     else:
         units = resp.float()
-    return MicroBatch(batches, resp, distill, pg, units, adv, kept)
+    dev = lambda t: None if t is None else t.to(device or "cpu")  # noqa: E731
+    batches = {role: _to(b, device or "cpu") for role, b in batches.items()}
+    return MicroBatch(batches, dev(resp), dev(distill), dev(pg), dev(units), dev(adv), kept)
 
 
 def _fwd(batch) -> tuple:
@@ -245,7 +257,7 @@ def _per_position(hidden_B_T_H: Tensor, weight_V_H: Tensor, mask_B_T: Tensor, ch
     flat = hidden_B_T_H.reshape(-1, hidden_B_T_H.shape[-1])[idx]
     step = chunk or max(1, flat.shape[0])
     vals = [fn(obj.project(flat[i : i + step], weight_V_H, None, softcap)) for i in range(0, flat.shape[0], step)]
-    out = torch.zeros(mask_B_T.numel(), dtype=torch.float32)
+    out = torch.zeros(mask_B_T.numel(), dtype=torch.float32, device=hidden_B_T_H.device)
     if vals:
         out[idx] = torch.cat(vals).float()
     return out.view(mask_B_T.shape)
