@@ -43,10 +43,15 @@ def run_selfdistill(recipe: str, model: str, steps: int, out: Path) -> list[dict
 
     cfg = load_config(recipe, COMMON + [f"model={model}", f"max_steps={steps}", f"output_dir={out}",
                                         "objective.beta=0"])
-    Trainer(cfg).fit()
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{"step_s": r["time/step_s"], "rollout_s": r["time/rollout_s"], "score_s": r["time/score_s"],
-             "loss_s": r["time/loss_s"]} for r in rows]
+    trainer = Trainer(cfg)
+    rows = []
+    for step in range(1, steps + 1):
+        cpu = time.process_time()
+        r = trainer.train_step(step)
+        rows.append({"step_s": r["time/step_s"], "cpu_s": time.process_time() - cpu,
+                     "rollout_s": r["time/rollout_s"], "score_s": r["time/score_s"], "loss_s": r["time/loss_s"]})
+    trainer.close()
+    return rows
 
 
 def run_trl(model: str, steps: int, out: Path) -> list[dict]:
@@ -84,12 +89,12 @@ def run_trl(model: str, steps: int, out: Path) -> list[dict]:
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            self.t0, gen_time["s"] = time.perf_counter(), 0.0
+            self.t0, self.c0, gen_time["s"] = time.perf_counter(), time.process_time(), 0.0
 
         def on_step_end(self, args, state, control, **kw):
             total = time.perf_counter() - self.t0
-            rows.append({"step_s": total, "rollout_s": gen_time["s"], "score_s": None,
-                         "loss_s": total - gen_time["s"]})
+            rows.append({"step_s": total, "cpu_s": time.process_time() - self.c0, "rollout_s": gen_time["s"],
+                         "score_s": None, "loss_s": total - gen_time["s"]})
 
     args = SDFTConfig(
         output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, gradient_accumulation_steps=1,
@@ -110,9 +115,10 @@ def run_trl(model: str, steps: int, out: Path) -> list[dict]:
     return rows
 
 
-def one(name: str, model: str, steps: int, result: Path) -> None:
+def one(name: str, model: str, steps: int, result: Path, threads: int) -> None:
     import torch
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -133,11 +139,12 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        one(a.one, a.model, a.steps, Path(a.result))
+        one(a.one, a.model, a.steps, Path(a.result), a.threads)
         return 0
     results = {}
     for name in a.configs.split(","):
@@ -145,7 +152,8 @@ def main() -> int:
             res = Path(f.name)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, __file__, "--one", name, "--result", str(res), "--steps",
-                               str(a.steps), "--model", a.model], capture_output=True, text=True)
+                               str(a.steps), "--model", a.model, "--threads", str(a.threads)],
+                              capture_output=True, text=True)
         data = json.loads(res.read_text()) if res.exists() and res.stat().st_size else {
             "rows": [], "peak_rss_mb": None, "error": proc.stderr[-400:]}
         data["wall_s"] = time.perf_counter() - start
@@ -164,18 +172,23 @@ def table(results: dict, a) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     base = results.get("selfdistill-opsd", {})
     base_step = _median(base.get("rows", [])[a.warmup:], "step_s")
-    lines = [f"load average at the end: {os.getloadavg()[0]:.1f}; {a.steps} steps, first {a.warmup} dropped, medians",
-             "", "| configuration | step s | rollout s | score s | loss s | peak RSS MB | step time / selfdistill-opsd |",
-             "|---|---|---|---|---|---|---|"]
+    base_cpu = _median(base.get("rows", [])[a.warmup:], "cpu_s")
+    lines = [f"model {a.model}, {a.threads} torch threads, load average at the end {os.getloadavg()[0]:.1f}; "
+             f"{a.steps} steps, first {a.warmup} dropped, medians",
+             "", "| configuration | step s | CPU s | rollout s | score s | loss s | peak RSS MB "
+             "| step time / selfdistill-opsd | CPU time / selfdistill-opsd |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, data in results.items():
         rows = data.get("rows", [])[a.warmup:]
         if data.get("error"):
-            lines.append(f"| {name} | failed: {data['error']} | | | | | |")
+            lines.append(f"| {name} | failed: {data['error']} | | | | | | | |")
             continue
-        step = _median(rows, "step_s")
+        step, cpu = _median(rows, "step_s"), _median(rows, "cpu_s")
         ratio = step / base_step if step and base_step else None
-        lines.append(f"| {name} | {fmt(step)} | {fmt(_median(rows, 'rollout_s'))} | {fmt(_median(rows, 'score_s'))} "
-                     f"| {fmt(_median(rows, 'loss_s'))} | {fmt(data.get('peak_rss_mb'))} | {fmt(ratio)} |")
+        cpu_ratio = cpu / base_cpu if cpu and base_cpu else None
+        lines.append(f"| {name} | {fmt(step)} | {fmt(cpu)} | {fmt(_median(rows, 'rollout_s'))} "
+                     f"| {fmt(_median(rows, 'score_s'))} | {fmt(_median(rows, 'loss_s'))} "
+                     f"| {fmt(data.get('peak_rss_mb'))} | {fmt(ratio)} | {fmt(cpu_ratio)} |")
     return "\n".join(lines)
 
 

@@ -177,3 +177,20 @@ def test_stacked_no_grad_passes_equal_separate_passes():
         alone = handle.hidden(*step_mod._fwd(batch))
         mask = batch.response_mask_B_T.bool()
         torch.testing.assert_close(got[mask], alone[mask], rtol=1e-4, atol=1e-5)
+
+
+def test_cli_smoke_command_then_resume(tmp_path):
+    """The documented smoke: 3 steps, then max_steps=5 resume=true continues at step 4."""
+    from selfdistill.cli import main
+
+    out = tmp_path / "cli"
+    cmd = ["train", "purified-opsd", "model=tiny-random", "data=gsm8k-100", f"output_dir={out}",
+           "logging.progress=false"]
+    assert main(cmd + ["max_steps=3"]) == 0
+    assert [r["step"] for r in _rows(out)] == [1, 2, 3]
+    assert checkpoint.latest(out / "checkpoints") == checkpoint.step_dir(out / "checkpoints", 3)
+    assert main(cmd + ["max_steps=5", "resume=true"]) == 0
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert all(0 <= r["pmi/tanh_clip_frac"] <= 1 for r in rows)
+    assert (out / "final" / "adapter_config.json").exists()
