@@ -16,9 +16,11 @@ import sys
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("study", help="run a paper experiment (a grid of cells) with one report",
                               description=__doc__)
-    p.add_argument("name", nargs="?", help="study name (omit with --list to list the studies)")
-    p.add_argument("settings", nargs="*", metavar="key=value",
-                   help="study settings (scale=gpu, steps=4, cells=a,b, ...) or train overrides")
+    # NAME and key=value pairs in one REMAINDER list, so that the options may also come after
+    # them (argparse alone refuses positionals after an option); run() takes the options out
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="NAME [key=value ...]",
+                   help="study name, then study settings (scale=gpu, steps=4, cells=a,b, ...) or "
+                        "train overrides; omit NAME with --list to list the studies")
     p.add_argument("--output-dir", default=None, help="default: runs/study-NAME")
     p.add_argument("--list", action="store_true",
                    help="list the studies, or with NAME its settings and cells, without running")
@@ -28,20 +30,39 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from selfdistill.studies import STUDIES, StudyError, resolve_settings, run_study, select_cells
 
-    if args.name is None:
+    words = list(args.words)
+    if "--list" in words:
+        words.remove("--list")
+        args.list = True
+    for i, w in enumerate(words):
+        if w == "--output-dir" and i + 1 < len(words):
+            args.output_dir = words[i + 1]
+            del words[i:i + 2]
+            break
+        if w.startswith("--output-dir="):
+            args.output_dir = w.split("=", 1)[1]
+            del words[i]
+            break
+    bad = [w for w in words if w.startswith("-")]
+    if bad:
+        print(f"selfdistill study: unknown option {bad[0]} (options: --list, --output-dir D)",
+              file=sys.stderr)
+        return 2
+    name, pairs = (words[0], words[1:]) if words else (None, [])
+    if name is None:
         if not args.list:
             print("selfdistill study: give a study name (or --list)", file=sys.stderr)
             return 2
         for study in STUDIES.values():
             print(f"{study.name:18s} {study.question}")
         return 0
-    study = STUDIES.get(args.name)
+    study = STUDIES.get(name)
     if study is None:
-        print(f"selfdistill study: unknown study {args.name!r}; choose one of "
+        print(f"selfdistill study: unknown study {name!r}; choose one of "
               f"{', '.join(STUDIES)}", file=sys.stderr)
         return 2
     try:
-        settings, extra = resolve_settings(study, list(args.settings))
+        settings, extra = resolve_settings(study, list(pairs))
         cells = select_cells(study, settings)
     except (StudyError, ValueError) as err:
         print(f"selfdistill study {study.name}: {err}", file=sys.stderr)

@@ -116,7 +116,7 @@ def train_sft(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: SFTConf
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
-                log.write(json.dumps({"step": step, "epoch": epoch, "loss": float(loss),
+                log.write(json.dumps({"step": step, "epoch": epoch, "loss": float(loss.detach()),
                                       "tokens": n_tokens, "lr": lr,
                                       "grad_norm": float(grad_norm)}) + "\n")
                 log.flush()
