@@ -53,7 +53,7 @@ def test_read_only_folder_fails_before_the_model(tmp_path, capsys, monkeypatch):
 
 def test_disk_full_at_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, capsys, monkeypatch):
     real_save = torch.save
-    full_at = checkpoint.step_dir(Path("x"), 3).name  # step-000003
+    full_at = checkpoint.step_dir(Path("x"), 2).name  # step-000002
 
     def disk_full(obj, f, *args, **kw):
         if isinstance(f, (str, Path)) and f".tmp-{full_at}-" in str(f) and Path(f).name == "optimizer.pt":
@@ -62,25 +62,25 @@ def test_disk_full_at_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, 
 
     out, ref = tmp_path / "run", tmp_path / "reference"
     monkeypatch.setattr(torch, "save", disk_full)
-    code, _, err = run_cli(["train", "smoke", "max_steps=4", f"output_dir={out}", *FAST], capsys)
+    code, _, err = run_cli(["train", "smoke", "max_steps=3", f"output_dir={out}", *FAST], capsys)
     assert code == 1, err
     assert "Traceback" not in err
-    for phrase in ("could not write the checkpoint of step 3", "No space left on device",
-                   "step-000002 is intact", "resume=true"):
+    for phrase in ("could not write the checkpoint of step 2", "No space left on device",
+                   "step-000001 is intact", "resume=true"):
         assert phrase in err, err
     ckpts = out / "checkpoints"
-    assert checkpoint.complete_steps(ckpts) == [1, 2]
-    checkpoint.verify(checkpoint.step_dir(ckpts, 2))
-    assert sorted(p.name for p in ckpts.iterdir()) == ["step-000001", "step-000002"]  # no temp folder
-    assert [r["step"] for r in _rows(out)] == [1, 2, 3]  # step 3 ran but was never saved
+    assert checkpoint.complete_steps(ckpts) == [1]
+    checkpoint.verify(checkpoint.step_dir(ckpts, 1))
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-000001"]  # no temp folder left
+    assert [r["step"] for r in _rows(out)] == [1, 2]  # step 2 ran but was never saved
 
     monkeypatch.setattr(torch, "save", real_save)  # space freed
-    code, _, err = run_cli(["train", "smoke", "max_steps=4", "resume=true", f"output_dir={out}", *FAST], capsys)
+    code, _, err = run_cli(["train", "smoke", "max_steps=3", "resume=true", f"output_dir={out}", *FAST], capsys)
     assert code == 0, err
-    code, _, err = run_cli(["train", "smoke", "max_steps=4", f"output_dir={ref}", *FAST], capsys)
+    code, _, err = run_cli(["train", "smoke", "max_steps=3", f"output_dir={ref}", *FAST], capsys)
     assert code == 0, err
     rows, ref_rows = _rows(out), _rows(ref)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows] == [1, 2, 3]
     assert [r["loss"] for r in rows] == [r["loss"] for r in ref_rows]
     w, w_ref = (load_file(d / "final" / "adapter_model.safetensors") for d in (out, ref))
     assert all(torch.equal(w[k], w_ref[k]) for k in w_ref)

@@ -37,7 +37,7 @@ ARGS = ["train", "smoke", "method=opsd", "method.teacher=ema", f"max_steps={MAX_
         "checkpoint.every=1", "keep_last=2", "max_new_tokens=4", "data.limit=4",
         "logging.progress=false", "logging.tensorboard=false", "logging.rewards_for_all=false",
         "resume=true"]
-SEED = 20261122
+SEED = int(os.environ.get("SELFDISTILL_RELIABILITY_SEED", "20261122"))  # other seeds: more trials
 # volatile metric fields (wall-clock timings)
 TIMED = ("time/", "tokens_per_s")
 
