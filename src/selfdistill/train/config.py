@@ -396,125 +396,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise bad
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Reject impossible configurations before any model is loaded. Raises ConfigError."""
-    errors: list[str] = []
-    for section in [cfg] + [getattr(cfg, s) for s in SECTIONS]:
-        prefix = "" if section is cfg else next(s for s in SECTIONS if getattr(cfg, s) is section) + "."
-        for f in dataclasses.fields(section):
-            choices = f.metadata.get("choices")
-            value = getattr(section, f.name)
-            if choices and value not in choices:
-                errors.append(f"{prefix}{f.name}={value!r} is not valid; choose one of {', '.join(choices)}")
-    m, s, o, sch = cfg.method, cfg.sampling, cfg.objective, cfg.schedule
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            errors.append(msg)
-
-    if m.name in GROUP_METHODS:
-        need(s.rollouts_per_prompt > 1,
-             f"method {m.name} compares rollouts within a group: set sampling.rollouts_per_prompt "
-             f">= 2 (the recipe uses 8), got {s.rollouts_per_prompt}")
-    need(s.rollouts_per_prompt >= 1, "sampling.rollouts_per_prompt must be >= 1")
-    need(s.max_new_tokens >= 1, "sampling.max_new_tokens must be >= 1")
-    need(s.temperature >= 0, "sampling.temperature must be >= 0 (0 = greedy)")
-    need(0 < s.top_p <= 1, "sampling.top_p must be in (0, 1]")
-    need(s.top_k >= 0, "sampling.top_k must be >= 0 (0 = off)")
-    need(0 <= o.beta <= 1, f"objective.beta must be in [0, 1], got {o.beta}")
-    need(o.temperature > 0, "objective.temperature (tau) must be > 0")
-    need(o.token_clip is None or o.token_clip > 0, "objective.token_clip must be > 0 or null")
-    need(o.topk >= 1, "objective.topk must be >= 1")
-    need(o.purified_beta > 0, "objective.purified_beta must be > 0")
-    need(o.purified_clip > 0, "objective.purified_clip must be > 0")
-    need(0 <= o.eps_low < 1 and o.eps_high >= 0, "objective.eps_low must be in [0, 1), eps_high >= 0")
-    need(o.loss_chunk_size >= 0, "objective.loss_chunk_size must be >= 0 (0 = unchunked)")
-    need(0 < m.ema_rate <= 1, "method.ema_rate must be in (0, 1]")
-    need(0 <= m.trust_region_mix <= 1, "method.trust_region_mix must be in [0, 1]")
-    if m.name == "purified-opsd":
-        need(m.teacher == "fixed",
-             "purified-opsd scores teacher, reference-only and base with the frozen initial "
-             f"weights: method.teacher must be fixed, got {m.teacher}")
-    if m.name == "grpo":
-        need(m.teacher == "fixed", "grpo has no teacher: leave method.teacher=fixed")
-    if m.diagnostics:
-        need(m.name == "opsd", "method.diagnostics is for opsd (purified-opsd always logs them)")
-    if m.antisd:
-        need(m.name == "grpo", "method.antisd modifies the GRPO advantage: use it with method=grpo")
-    need(cfg.optimizer.lr > 0, "optimizer.lr must be > 0")
-    need(cfg.optimizer.max_grad_norm >= 0, "optimizer.max_grad_norm must be >= 0 (0 = off)")
-    need(sch.max_steps >= 1, "schedule.max_steps must be >= 1")
-    need(sch.prompts_per_step >= 1, "schedule.prompts_per_step must be >= 1")
-    need(sch.micro_batch_size >= 1, "schedule.micro_batch_size must be >= 1")
-    need(sch.warmup_steps >= 0, "schedule.warmup_steps must be >= 0")
-    need(sch.max_nonfinite_steps >= 1, "schedule.max_nonfinite_steps must be >= 1")
-    need(0 <= sch.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]")
-    need(cfg.checkpoint.every >= 1, "checkpoint.every must be >= 1")
-    need(cfg.checkpoint.keep_last >= 1, "checkpoint.keep_last must be >= 1")
-    need(cfg.lora.r >= 1 and cfg.lora.alpha > 0, "lora.r must be >= 1 and lora.alpha > 0")
-    if cfg.contexts:
-        errors += _context_errors(cfg.contexts)
-    if errors:
-        raise ConfigError("invalid training config:\n  - " + "\n  - ".join(errors))
-
-
-def _context_errors(options: dict) -> list[str]:
-    try:
-        from selfdistill.contexts import ContextConfig
-    except ImportError:
-        return []
-    names = {f.name for f in dataclasses.fields(ContextConfig)}
-    return [
-        f"contexts.{k} is not a ContextConfig option; valid: {', '.join(sorted(names))}"
-        for k in options
-        if k not in names
-    ]
-
-
-def check_world(cfg: TrainConfig, num_processes: int) -> None:
-    """The global batch must split evenly over processes."""
-    if cfg.schedule.prompts_per_step % num_processes:
-        raise ConfigError(
-            f"schedule.prompts_per_step={cfg.schedule.prompts_per_step} must be divisible by the "
-            f"number of processes ({num_processes})"
-        )
-
-
-def validate_examples(cfg: TrainConfig, examples: typing.Sequence) -> None:
-    """Checks that need the data (run after loading it, before the model loads)."""
-    if not examples:
-        raise ConfigError(f"data.spec={cfg.data.spec!r} gave no examples")
-    name = cfg.method.name
-    if name in REFERENCE_METHODS or cfg.method.diagnostics:
-        missing = [getattr(e, "origin", "") or e.id for e in examples if not e.solution]
-        if missing:
-            raise ConfigError(
-                f"method {name} needs a reference solution for every example; "
-                f"{len(missing)} of {len(examples)} have none (first: {', '.join(missing[:3])}). "
-                "Map a solution column (data docs) or use a method that needs no reference (sdpo, grpo, srpo)."
-            )
-    if name in GROUP_METHODS:
-        missing = [getattr(e, "origin", "") or e.id for e in examples if not e.answer]
-        if missing:
-            raise ConfigError(
-                f"method {name} rewards rollouts against a gold answer; {len(missing)} of "
-                f"{len(examples)} examples have none (first: {', '.join(missing[:3])})"
-            )
-
-
-def validate_vocab(cfg: TrainConfig, vocab_size: int) -> None:
-    """Checks that need the vocabulary size (run once the tokenizer/model config is known)."""
-    o = cfg.objective
-    if o.support != "full" and o.topk > vocab_size:
-        raise ConfigError(
-            f"objective.topk={o.topk} is larger than the vocabulary ({vocab_size}); "
-            f"set objective.topk <= {vocab_size} or objective.support=full"
-        )
-
-
 def describe() -> str:
     """Every key with its default and help text (for ``--print-config`` and the docs)."""
     lines = []
@@ -533,3 +414,7 @@ def describe() -> str:
 
 def to_yaml(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# the checks live in checks.py; re-exported here so ``config`` stays the one import for callers
+from .checks import check_world, validate, validate_examples, validate_vocab  # noqa: E402,F401
