@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from selfdistill.train import checkpoint, step as step_mod
+from selfdistill.train import checkpoint, passes as passes_mod, step as step_mod
 from selfdistill.train.config import load_config
 from selfdistill.train.loop import NonFiniteError, OutputDirError, Trainer
 from selfdistill.train.rollouts import FixedRollouts
@@ -172,9 +172,9 @@ def test_stacked_no_grad_passes_equal_separate_passes():
     examples = load_examples("gsm8k-100", limit=2)
     batches = Renderer(tok, ContextConfig(max_length=4096)).scoring_batches(
         ["teacher", "refonly", "base"], examples, [[11, 12, 13], [14, 15]])
-    stacked = step_mod._stacked_hidden(handle, list(batches.values()))
+    stacked = passes_mod.stacked_hidden(handle, list(batches.values()))
     for got, batch in zip(stacked, batches.values()):
-        alone = handle.hidden(*step_mod._fwd(batch))
+        alone = handle.hidden(*passes_mod.fwd_args(batch))
         mask = batch.response_mask_B_T.bool()
         torch.testing.assert_close(got[mask], alone[mask], rtol=1e-4, atol=1e-5)
 

@@ -22,12 +22,21 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import torch
-from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch import Tensor
 
 from selfdistill import objectives as obj
 
 from .config import TrainConfig
+from .passes import (  # noqa: F401  (ResponseScorer re-exported for the loop)
+    Passes,
+    ResponseScorer,
+    entropy,
+    fwd_args,
+    per_position,
+    run_passes,
+    softcap_of,
+    token_logprobs,
+)
 
 TEACHER_ROLE = {"opsd": "teacher", "purified-opsd": "teacher", "sdpo": "reprompt", "srpo": "reprompt"}
 
@@ -45,35 +54,6 @@ def roles_for(cfg: TrainConfig) -> tuple[str, ...]:
     if m.antisd:
         roles.append("reprompt")  # the context c of u_t = log pi(y|x,c) - log pi(y|x)
     return tuple(roles)
-
-
-class ResponseScorer(nn.Module):
-    """``model`` -> response hidden states; the module accelerate wraps (DDP) for the student pass.
-
-    Going through this wrapper's ``forward`` lets DistributedDataParallel see the pass that needs
-    gradients, while teacher passes call the unwrapped model directly under ``no_grad``.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start: int, T: int):
-        from selfdistill.models import response_hidden
-
-        return response_hidden(self.model, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T)
-
-
-@dataclass
-class Passes:
-    """The models a step needs: the student scorer (grad), the teacher handle, the frozen base."""
-
-    scorer: nn.Module
-    model: nn.Module  # unwrapped student
-    teacher: object | None  # selfdistill.models.Teacher for the privileged / reprompt context
-    base: object | None  # fixed Teacher (frozen initial weights) for refonly / base passes
-    live: object | None  # live Teacher: student weights without grad (trust_region)
-    chunk_size: int = 0
 
 
 @dataclass
@@ -152,46 +132,6 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) 
     return MicroBatch(batches, dev(resp), dev(distill), dev(pg), dev(units), dev(adv), kept)
 
 
-def _fwd(batch) -> tuple:
-    T = batch.response_ids_B_T.shape[1]
-    return batch.ids_B_L, batch.attention_mask_B_L, batch.position_ids_B_L, batch.response_start, T
-
-
-def _softcap(model: nn.Module) -> float | None:
-    return getattr(model.config, "final_logit_softcapping", None) or None
-
-
-def _stacked_hidden(handle, batches: list) -> list[Tensor]:
-    """One no-grad forward of ``handle`` over several role batches of the same rows and responses.
-
-    Prompts are left-padded to the longest ``response_start`` (masked, positions unchanged), so
-    the response columns line up and one bigger batch replaces several small passes.
-    """
-    if len(batches) == 1:
-        return [handle.hidden(*_fwd(batches[0]))]
-    start = max(b.response_start for b in batches)
-    T = batches[0].response_ids_B_T.shape[1]
-    pad = lambda x, b, v: torch.nn.functional.pad(x, (start - b.response_start, 0), value=v)  # noqa: E731
-    ids = torch.cat([pad(b.ids_B_L, b, 0) for b in batches])
-    mask = torch.cat([pad(b.attention_mask_B_L, b, 0) for b in batches])
-    pos = torch.cat([pad(b.position_ids_B_L, b, 0) for b in batches])
-    hidden = handle.hidden(ids, mask, pos, start, T)
-    return list(hidden.split([b.ids_B_L.shape[0] for b in batches]))
-
-
-def _run_passes(plan: dict[str, tuple]) -> dict[str, Tensor]:
-    """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch."""
-    groups: dict[int, list[str]] = {}
-    for name, (handle, _) in plan.items():
-        groups.setdefault(id(handle), []).append(name)
-    hidden = {}
-    for names in groups.values():
-        handle = plan[names[0]][0]
-        for name, h in zip(names, _stacked_hidden(handle, [plan[n][1] for n in names])):
-            hidden[name] = h
-    return hidden
-
-
 def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bool):
     """(role -> hidden_B_T_H, role -> output weight, target_fn, extra hidden for diagnostics),
     all without grad."""
@@ -204,7 +144,7 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bo
         plan["refonly"] = (passes.base, mb.batches["refonly"])
     if m.name == "purified-opsd" and m.anchor == "base":
         plan["anchor"] = (passes.base, mb.batches["base"])
-    hidden = _run_passes(plan)
+    hidden = run_passes(plan)
     weights = {name: handle.output_weight() for name, (handle, _) in plan.items()}
     extra = {}
     if m.teacher == "trust_region":
@@ -249,42 +189,6 @@ def _direct_loss(student_h, w_student, hidden, weights, fn, mask, kw, token_w, n
     return loss, div.detach()
 
 
-@torch.no_grad()
-def _per_position(hidden_B_T_H: Tensor, weight_V_H: Tensor, mask_B_T: Tensor, chunk: int,
-                  fn: Callable[[Tensor], Tensor], softcap) -> Tensor:
-    """Apply ``fn(logits_N_V) -> [N]`` over the valid positions, ``chunk`` at a time; [B, T]."""
-    idx = mask_B_T.reshape(-1).nonzero().squeeze(1)
-    flat = hidden_B_T_H.reshape(-1, hidden_B_T_H.shape[-1])[idx]
-    step = chunk or max(1, flat.shape[0])
-    vals = [fn(obj.project(flat[i : i + step], weight_V_H, None, softcap)) for i in range(0, flat.shape[0], step)]
-    out = torch.zeros(mask_B_T.numel(), dtype=torch.float32, device=hidden_B_T_H.device)
-    if vals:
-        out[idx] = torch.cat(vals).float()
-    return out.view(mask_B_T.shape)
-
-
-def _entropy(logits_N_V: Tensor) -> Tensor:
-    logp = logits_N_V.float().log_softmax(-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-def token_logprobs(hidden_B_T_H: Tensor, weight_V_H: Tensor, ids_B_T: Tensor, chunk: int, softcap) -> Tensor:
-    """``log pi(y_t | ...)`` of the sampled ids [B, T] with gradients; each chunk of positions is
-    recomputed in backward so no [B, T, V] tensor is kept."""
-    T = hidden_B_T_H.shape[1]
-    step = chunk or T
-
-    def piece(h, ids):
-        logits = obj.project(h, weight_V_H, None, softcap).float()
-        return logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-
-    parts = []
-    for t in range(0, T, step):
-        h, ids = hidden_B_T_H[:, t : t + step], ids_B_T[:, t : t + step]
-        parts.append(checkpoint(piece, h, ids, use_reentrant=False) if chunk else piece(h, ids))
-    return torch.cat(parts, dim=1) if parts else hidden_B_T_H.new_zeros(hidden_B_T_H.shape[:2])
-
-
 @dataclass
 class Targets:
     """No-grad passes of one micro-batch: role -> hidden [B, T, H], role -> output weight, the
@@ -302,13 +206,13 @@ class Targets:
 def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
     """Anti-self-distillation (GRPO): the current policy on the sibling context, no grad."""
     batch = mb.batches["reprompt"]
-    hidden_B_T_H = passes.live.hidden(*_fwd(batch))
+    hidden_B_T_H = passes.live.hidden(*fwd_args(batch))
     weight = passes.live.output_weight()
-    softcap = _softcap(passes.model)
+    softcap = softcap_of(passes.model)
     mask = batch.loss_mask_B_T.bool()
     with torch.no_grad():
         logp = token_logprobs(hidden_B_T_H, weight, batch.response_ids_B_T, passes.chunk_size, softcap)
-    ent = _per_position(hidden_B_T_H, weight, mask, passes.chunk_size, _entropy, softcap)
+    ent = per_position(hidden_B_T_H, weight, mask, passes.chunk_size, entropy, softcap)
     return Targets({}, {}, None, ent, torch.where(mask, logp, torch.zeros_like(logp)), mask)
 
 def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
@@ -319,8 +223,8 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
         return None
     diagnostics = cfg.method.diagnostics
     hidden, weights, fn, extra = _target(cfg, passes, mb, diagnostics=diagnostics)
-    ent = _per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
-                        passes.chunk_size, _entropy, _softcap(passes.model))
+    ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
+                        passes.chunk_size, entropy, softcap_of(passes.model))
     return Targets(hidden, weights, fn, ent, extra=extra)
 
 
@@ -333,10 +237,10 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     from selfdistill.models import output_weight
 
     model = passes.model
-    softcap = _softcap(model)
+    softcap = softcap_of(model)
     chunk = passes.chunk_size
     student = mb.batches["student"]
-    student_h = passes.scorer(*_fwd(student))
+    student_h = passes.scorer(*fwd_args(student))
     w_student = output_weight(model)
     # zero-valued term keeps every parameter in the graph (DDP needs a gradient from each rank
     # even when no token of this micro-batch carries a loss)

@@ -1,0 +1,120 @@
+"""Forward passes of a training step: the student scorer (with grad), no-grad passes of the
+teacher handles (batched when they share weights), and per-position reductions over hidden
+states that never keep ``[B, T, V]`` logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from selfdistill import objectives as obj
+
+
+class ResponseScorer(nn.Module):
+    """``model`` -> response hidden states; the module accelerate wraps (DDP) for the student pass.
+
+    Going through this wrapper's ``forward`` lets DistributedDataParallel see the pass that needs
+    gradients, while teacher passes call the unwrapped model directly under ``no_grad``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start: int, T: int):
+        from selfdistill.models import response_hidden
+
+        return response_hidden(self.model, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T)
+
+
+@dataclass
+class Passes:
+    """The models a step needs: the student scorer (grad), the teacher handle, the frozen base."""
+
+    scorer: nn.Module
+    model: nn.Module  # unwrapped student
+    teacher: object | None  # selfdistill.models.Teacher for the privileged / reprompt context
+    base: object | None  # fixed Teacher (frozen initial weights) for refonly / base passes
+    live: object | None  # live Teacher: student weights without grad (trust_region)
+    chunk_size: int = 0
+
+
+def fwd_args(batch) -> tuple:
+    T = batch.response_ids_B_T.shape[1]
+    return batch.ids_B_L, batch.attention_mask_B_L, batch.position_ids_B_L, batch.response_start, T
+
+
+def softcap_of(model: nn.Module) -> float | None:
+    return getattr(model.config, "final_logit_softcapping", None) or None
+
+
+def stacked_hidden(handle, batches: list) -> list[Tensor]:
+    """One no-grad forward of ``handle`` over several role batches of the same rows and responses.
+
+    Prompts are left-padded to the longest ``response_start`` (masked, positions unchanged), so
+    the response columns line up and one bigger batch replaces several small passes.
+    """
+    if len(batches) == 1:
+        return [handle.hidden(*fwd_args(batches[0]))]
+    start = max(b.response_start for b in batches)
+    T = batches[0].response_ids_B_T.shape[1]
+    pad = lambda x, b, v: torch.nn.functional.pad(x, (start - b.response_start, 0), value=v)  # noqa: E731
+    ids = torch.cat([pad(b.ids_B_L, b, 0) for b in batches])
+    mask = torch.cat([pad(b.attention_mask_B_L, b, 0) for b in batches])
+    pos = torch.cat([pad(b.position_ids_B_L, b, 0) for b in batches])
+    hidden = handle.hidden(ids, mask, pos, start, T)
+    return list(hidden.split([b.ids_B_L.shape[0] for b in batches]))
+
+
+def run_passes(plan: dict[str, tuple]) -> dict[str, Tensor]:
+    """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch."""
+    groups: dict[int, list[str]] = {}
+    for name, (handle, _) in plan.items():
+        groups.setdefault(id(handle), []).append(name)
+    hidden = {}
+    for names in groups.values():
+        handle = plan[names[0]][0]
+        for name, h in zip(names, stacked_hidden(handle, [plan[n][1] for n in names])):
+            hidden[name] = h
+    return hidden
+
+
+@torch.no_grad()
+def per_position(hidden_B_T_H: Tensor, weight_V_H: Tensor, mask_B_T: Tensor, chunk: int,
+                  fn: Callable[[Tensor], Tensor], softcap) -> Tensor:
+    """Apply ``fn(logits_N_V) -> [N]`` over the valid positions, ``chunk`` at a time; [B, T]."""
+    idx = mask_B_T.reshape(-1).nonzero().squeeze(1)
+    flat = hidden_B_T_H.reshape(-1, hidden_B_T_H.shape[-1])[idx]
+    step = chunk or max(1, flat.shape[0])
+    vals = [fn(obj.project(flat[i : i + step], weight_V_H, None, softcap)) for i in range(0, flat.shape[0], step)]
+    out = torch.zeros(mask_B_T.numel(), dtype=torch.float32, device=hidden_B_T_H.device)
+    if vals:
+        out[idx] = torch.cat(vals).float()
+    return out.view(mask_B_T.shape)
+
+
+def entropy(logits_N_V: Tensor) -> Tensor:
+    logp = logits_N_V.float().log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def token_logprobs(hidden_B_T_H: Tensor, weight_V_H: Tensor, ids_B_T: Tensor, chunk: int, softcap) -> Tensor:
+    """``log pi(y_t | ...)`` of the sampled ids [B, T] with gradients; each chunk of positions is
+    recomputed in backward so no [B, T, V] tensor is kept."""
+    T = hidden_B_T_H.shape[1]
+    step = chunk or T
+
+    def piece(h, ids):
+        logits = obj.project(h, weight_V_H, None, softcap).float()
+        return logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+    parts = []
+    for t in range(0, T, step):
+        h, ids = hidden_B_T_H[:, t : t + step], ids_B_T[:, t : t + step]
+        parts.append(checkpoint(piece, h, ids, use_reentrant=False) if chunk else piece(h, ids))
+    return torch.cat(parts, dim=1) if parts else hidden_B_T_H.new_zeros(hidden_B_T_H.shape[:2])
