@@ -106,7 +106,7 @@ def _check_on_disk(out: Path, point: str, step: int) -> None:
     tmp = [p for p in _tmp_dirs(out) if p.name.startswith(f".tmp-{final.name}-")]
     if point in ("mid-file", "before-marker", "before-rename"):
         assert tmp, f"no temp folder of {final.name} after a kill at {point}"
-        assert not (final / checkpoint.MARKER).exists() or final.exists() is False
+        assert not final.exists()
         assert _latest_step(out) < step, "a half-written checkpoint would be picked up"
         if point != "before-rename":
             assert not (tmp[0] / checkpoint.MARKER).exists()
@@ -150,21 +150,25 @@ def test_sigkill_at_seeded_points_then_resume_equals_uninterrupted(tmp_path):
     assert checkpoint.latest(out / "checkpoints") != newest
     log.append(f"corrupted {newest.name}/optimizer.pt; resume falls back to step {_latest_step(out)}")
 
-    # 7. outside kill after a seeded number of logged steps plus a seeded delay
+    # 7. outside kill after a seeded number of logged steps plus a seeded delay (>= 2 steps remain)
+    metrics = out / "metrics.jsonl"
+    start_lines, start_inode = _lines(out), metrics.stat().st_ino if metrics.exists() else None
+    target = min(_latest_step(out) + rng.randint(1, 2), MAX_STEPS - 2)
+    delay = rng.uniform(0.0, 0.5)
     proc = _start(out)
-    start_lines = _lines(out)
-    target, delay = start_lines + rng.randint(1, 2), rng.uniform(0.0, 1.5)
-    # a resume first truncates metrics.jsonl to the checkpoint's line count: wait for the truncation
-    seen = {"truncated": False}
+    seen = {"rewritten": False}
 
     def logged() -> bool:
+        # a resume first rewrites metrics.jsonl (new inode) cut to the checkpoint's line count
         n = _lines(out)
-        seen["truncated"] |= n < start_lines or start_lines == 0
-        return seen["truncated"] and n >= min(target, MAX_STEPS - 1)
+        inode = metrics.stat().st_ino if metrics.exists() else None
+        seen["rewritten"] |= inode != start_inode or n < start_lines
+        return seen["rewritten"] and n >= target
 
     killed = _kill_when(proc, logged, poll_s=0.01, delay_s=delay)
     _finish(proc)
     log.append(f"outside kill at >= {target} lines + {delay:.2f}s: killed={killed}, lines={_lines(out)}")
+    assert killed
 
     # 8. outside kill the moment a checkpoint temp folder appears
     before = set(_tmp_dirs(out))
@@ -173,6 +177,7 @@ def test_sigkill_at_seeded_points_then_resume_equals_uninterrupted(tmp_path):
     _finish(proc)
     left = set(_tmp_dirs(out)) - before
     log.append(f"outside kill on temp folder: killed={killed}, temp folders left={[p.name for p in left]}")
+    assert killed
 
     # resume to the end
     for _ in range(3):
