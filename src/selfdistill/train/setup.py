@@ -50,6 +50,9 @@ def context_config(options: dict, *, model=None):
     if options.get("max_length") is None and limit:
         options["max_length"] = int(limit)
     roles = options.pop("roles", None) or {}
+    if not isinstance(roles, dict) or not all(isinstance(v, dict) for v in roles.values()):
+        raise ConfigError("contexts.roles must map a role to its options, e.g. "
+                          f"{{student: {{enable_thinking: true}}}}; got {roles!r}")
     try:
         return ContextConfig(roles={k: RoleOptions(**v) for k, v in roles.items()}, **options)
     except TypeError as err:
