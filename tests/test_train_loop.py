@@ -194,3 +194,9 @@ def test_cli_smoke_command_then_resume(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert all(0 <= r["pmi/tanh_clip_frac"] <= 1 for r in rows)
     assert (out / "final" / "adapter_config.json").exists()
+
+
+def test_over_length_rows_are_dropped_and_counted(tmp_path):
+    _, rows = run(tmp_path, ["method=opsd", "max_steps=1", "prompts_per_step=4",
+                             "contexts={max_length: 300, over_length: drop}"])
+    assert 0 < rows[0]["data/dropped_rows"] < 4 and math.isfinite(rows[0]["loss"]) and rows[0]["loss"] > 0

@@ -148,8 +148,14 @@ class Trainer:
         t = time.perf_counter()  # score: rewards, then render every role and count loss units
         rollouts.reward(cfg, self.rewarder, ro)
         mb_size = cfg.schedule.micro_batch_size
-        plans = [step_mod.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))),
-                               device=acc.device) for i in range(0, len(ro), mb_size)]
+        rendered = [step_mod.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))),
+                                  device=acc.device) for i in range(0, len(ro), mb_size)]
+        plans = [p for p in rendered if p.rows]  # a micro-batch whose rows were all dropped
+        if not plans and self.world > 1:
+            raise RuntimeError(
+                f"step {step}: every rollout of process {self.rank} was dropped as over-length, so it "
+                "has nothing to back-propagate and DDP would stall; raise contexts.max_length or lower "
+                "sampling.max_new_tokens")
         units = self._sum(sum(p.loss_units for p in plans))
         targets = [step_mod.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
         antisd_lambda = self._antisd_lambda = self._antisd_gate(targets) if cfg.method.antisd else 0.0
@@ -185,7 +191,7 @@ class Trainer:
         with warnings.catch_warnings():  # a skipped first step advances the lr without an update
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.scheduler.step()
-        return self._metrics(step, ro, plans, results, loss=loss, grad_norm=grad_norm, lr=lr,
+        return self._metrics(step, ro, rendered, results, loss=loss, grad_norm=grad_norm, lr=lr,
                              skipped=not finite, times=(t_rollout, t_score, t_loss,
                                                         time.perf_counter() - t_step))
 
