@@ -40,6 +40,7 @@ COMMON_CPU: dict[str, Any] = {
     "seed": 0,
     "cells": [],  # run only these cells (names); empty = all
     "progress": False,
+    "threads": 0,  # torch CPU threads (0 = torch's default); 1 is much faster on a shared machine
 }
 
 # The published settings shared by the GPU configurations (Qwen3 thinking evals, LoRA r 64).

@@ -31,6 +31,10 @@ def run_study(study: Study, settings: dict, extra: list[str], output_dir: str | 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "settings.json", {"study": study.name, "settings": settings, "extra": extra})
     _quiet_libraries()
+    if settings.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(settings["threads"]))
     cells = select_cells(study, settings)
     eval_sets = study.eval_sets(settings)
     examples = {name: _eval_examples(spec, settings) for name, spec in eval_sets.items()}
