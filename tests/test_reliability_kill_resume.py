@@ -119,6 +119,9 @@ def _check_on_disk(out: Path, point: str, step: int) -> None:
 
 @pytest.mark.timeout(600)
 def test_sigkill_at_seeded_points_then_resume_equals_uninterrupted(tmp_path):
+    from selfdistill.models.aliases import tiny_random_path
+
+    tiny_random_path()  # build the cached model once here, not in two racing child processes
     rng = random.Random(SEED)
     t0 = time.perf_counter()
     ref_dir, out = tmp_path / "reference", tmp_path / "chain"
