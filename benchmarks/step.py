@@ -5,7 +5,8 @@ same OPSD configuration in TRL's experimental SDFTTrainer, side by side.
 
 Setup (all three): SmolLM2-135M-Instruct (offline alias), bf16 weights, LoRA r 64 alpha 128 on
 every projection, 8 prompts x 1 rollout x 128 new tokens per step, sampling T 1.1 / top-p 0.95 /
-top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1. Each
+top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1,
+gradient checkpointing on (TRL's default). Each
 configuration runs in its own process (peak memory = that process's max RSS, model loading
 included); the first ``--warmup`` steps are dropped and the median of the rest is reported.
 
@@ -30,7 +31,8 @@ from pathlib import Path
 CONFIGS = ("selfdistill-opsd", "selfdistill-purified-opsd", "trl-sdft-opsd")
 COMMON = ["prompts_per_step=8", "micro_batch_size=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
           "model.dtype=bfloat16", "logging.tensorboard=false", "logging.progress=false",
-          "logging.rewards_for_all=false", "checkpoint.every=100000"]
+          "logging.rewards_for_all=false", "checkpoint.every=100000",
+          "model.gradient_checkpointing=true"]  # TRL's default, so memory is compared like for like
 
 
 def peak_rss_mb() -> float:
@@ -103,6 +105,7 @@ def run_trl(model: str, steps: int, out: Path) -> list[dict]:
         distillation_mode="full_logits", distillation_alpha=0.0, teacher_model_kind="base",
         distillation_is_clip=None, logging_steps=1, save_strategy="no", report_to="none",
         use_cpu=True, bf16=True, model_init_kwargs={"dtype": torch.bfloat16}, seed=0,
+        gradient_checkpointing=True,
         max_prompt_length=1024, dataloader_num_workers=0,
     )
     peft = LoraConfig(r=64, lora_alpha=128, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
