@@ -120,7 +120,7 @@ class ObjectiveConfig:
     adv_std_norm: bool = _f(False, "grpo/srpo: divide group advantages by the group std")
     aggregation: str = _f("token", "loss mean over all tokens of the global batch, or per sequence",
                           ("token", "sequence"))
-    loss_chunk_size: int = _f(0, "positions per chunk in the chunked loss path (0 = unchunked)")
+    loss_chunk_size: int = _f(0, "positions per chunk in the chunked loss path (0 = unchunked; recipes use 256)")
 
 
 @dataclass
