@@ -73,7 +73,8 @@ def test_rg_arithmetic_reference_is_expression_and_value(task):
             assert eval(expression, {"__builtins__": {}}) == int(value)  # noqa: S307 (digits and +/- only)
 
 
-def test_rg_cache_is_written_once_and_reused(monkeypatch):
+def test_rg_cache_is_written_once_and_reused(monkeypatch, tmp_path):
+    monkeypatch.setenv("SELFDISTILL_CACHE", str(tmp_path))  # an empty cache: count only this test's files
     load_examples("rg:chain_sum?size=10&seed=2")
     [path] = _cached_files("rg-chain_sum")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -81,12 +82,13 @@ def test_rg_cache_is_written_once_and_reused(monkeypatch):
     # a second load must not generate again
     import reasoning_gym
 
+    real_create = reasoning_gym.create_dataset
     monkeypatch.setattr(reasoning_gym, "create_dataset", lambda *a, **k: pytest.fail("regenerated"))
     again = load_examples("rg:chain_sum?size=10&seed=2")
     assert [e.problem for e in again] == [r["problem"] for r in rows]
     assert not list(path.parent.glob("*.tmp*"))  # the atomic write left no temporary file
     # different parameters -> a different cache file
-    monkeypatch.undo()
+    monkeypatch.setattr(reasoning_gym, "create_dataset", real_create)
     load_examples("rg:chain_sum?size=10&seed=5")
     assert len(_cached_files("rg-chain_sum")) == 2
 
