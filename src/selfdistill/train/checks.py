@@ -55,6 +55,11 @@ def validate(cfg: TrainConfig) -> None:
         need(m.teacher == "fixed", "grpo has no teacher: leave method.teacher=fixed")
     if m.diagnostics:
         need(m.name == "opsd", "method.diagnostics is for opsd (purified-opsd always logs them)")
+    need(m.controls_every >= 0, f"method.controls_every must be >= 0 (0 = off), got {m.controls_every}")
+    if m.controls_every:
+        need(m.name == "purified-opsd" or (m.name == "opsd" and m.diagnostics),
+             "method.controls_every needs the diagnostics: use method=purified-opsd, or method=opsd "
+             "with method.diagnostics=true")
     if m.antisd:
         need(m.name == "grpo", "method.antisd modifies the GRPO advantage: use it with method=grpo")
     need(cfg.optimizer.lr > 0, "optimizer.lr must be > 0")

@@ -98,6 +98,8 @@ class MethodConfig:
     anchor: str = _f("base", "purified-opsd anchor P_0: frozen base pass or detached student",
                      ("base", "student"))
     diagnostics: bool = _f(False, "opsd: also log the Purified OPSD PMI diagnostics (2 extra passes)")
+    controls_every: int = _f(0, "log the diagnostics controls (wrong reference, blank baseline) every N "
+                             "steps; 0 = off. Needs the diagnostics (purified-opsd, or opsd with diagnostics)")
     entropy_beta: float = _f(1.0, "srpo: distillation token weight exp(-beta_H * H_teacher)")
     antisd: bool = _f(False, "grpo: anti-self-distillation advantage (arXiv 2605.11609)")
     antisd_lambda: float = _f(0.1, "anti-sd: weight of sg(phi(u_t)) in the advantage")

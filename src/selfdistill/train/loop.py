@@ -174,6 +174,7 @@ class Trainer:
             res.loss = res.loss.detach()
             results.append(res)
         t_loss = time.perf_counter() - t
+        controls = self._controls(step, ro)  # before the update: the policy that sampled
 
         loss = self._sum(sum(float(r.loss) for r in results))
         grad_norm = self._clip()
@@ -191,9 +192,27 @@ class Trainer:
         with warnings.catch_warnings():  # a skipped first step advances the lr without an update
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.scheduler.step()
-        return self._metrics(step, ro, rendered, results, loss=loss, grad_norm=grad_norm, lr=lr,
-                             skipped=not finite, times=(t_rollout, t_score, t_loss,
-                                                        time.perf_counter() - t_step))
+        row = self._metrics(step, ro, rendered, results, loss=loss, grad_norm=grad_norm, lr=lr,
+                            skipped=not finite, times=(t_rollout, t_score, t_loss,
+                                                       time.perf_counter() - t_step))
+        row.update(controls)
+        return row
+
+    def _controls(self, step: int, ro) -> dict:
+        """Issue 9 controls (wrong reference, blank baseline) every ``method.controls_every``
+        steps, on this process's rollouts (rank 0's values are the ones logged)."""
+        every = self.cfg.method.controls_every
+        if not every or step % every or self.passes.base is None:
+            return {}
+        from selfdistill.models import make_teacher
+
+        from .controls import control_metrics
+
+        t = time.perf_counter()
+        out = control_metrics(self.renderer, self.passes.base, make_teacher(self.model, "live"),
+                              ro.examples, ro.response_ids, seed=self.cfg.seed + step)
+        out["time/controls_s"] = time.perf_counter() - t
+        return out
 
     # ------------------------------------------------------------------ pieces
 
