@@ -116,3 +116,23 @@ def test_write_controls_files(tiny, tmp_path):
                  "controls_pairing.csv", "controls_norm_ratio_ref_total_hist.png",
                  "controls_kl_ratio_ref_hist.png", "controls_blank_hist.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_token_kl_cli_with_controls(tmp_path, capsys):
+    import json
+
+    from selfdistill.cli import main
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"id": e.id, "problem": e.problem, "solution": e.solution,
+                                        "answer": e.answer}) + "\n" for e in _examples()[:3]))
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"problem_id": f"p{i}", "response": f"Maybe {2 * i}."}) + "\n"
+                               for i in range(3)))
+    out = tmp_path / "tk"
+    assert main(["analyze", "token-kl", "--model", "tiny-random", "--data", str(data), "--samples",
+                 str(samples), "--controls", "--output-dir", str(out)]) == 0
+    pairing = (out / "controls_pairing.csv").read_text().splitlines()[1:]
+    assert len(pairing) == 3 and all(a != b for a, b in (row.split(",") for row in pairing))
+    assert "wrong_reference" in (out / "controls_side_by_side.md").read_text()
+    assert "content_effect_mean" in capsys.readouterr().out

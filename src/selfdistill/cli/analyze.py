@@ -40,6 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _model_data(t)
     t.add_argument("--samples", default=None, help="samples JSONL (response, problem_id) to score; "
                    "default: generate one response per problem with the student prompt")
+    t.add_argument("--controls", action="store_true",
+                   help="also run the controls: each problem with ANOTHER problem's reference (seeded "
+                        "derangement) and a no-context baseline; see docs/diagnostics.md")
+    t.add_argument("--controls-seed", type=int, default=0, help="seed of the wrong-reference pairing")
     _output(t)
     t.set_defaults(_analysis=_run_token_kl)
 
@@ -159,6 +163,15 @@ def _run_token_kl(args: argparse.Namespace) -> int:
           f"over {scores.kl_N.numel()} tokens")
     print(markdown_table(result["variants"][:15], ["marker", "variant", "count", "mean_kl", "ratio_to_mean"]))
     print(markdown_table(result["diagnostics"], ["tokens", "quantity", "n", "mean", "median"]))
+    if args.controls:
+        from selfdistill.analysis.controls import score_controls, write_controls
+
+        controls = write_controls(score_controls(model, renderer, rows, response_ids, seed=args.controls_seed),
+                                  args.output_dir, title_note=f"; model {args.model}{source}")
+        print(markdown_table(controls["side_by_side"], ["condition", "quantity", "n", "mean", "median",
+                                                        "frac_above_1"]))
+        print(markdown_table(controls["content_effect"], list(controls["content_effect"][0])))
+        print(markdown_table(controls["blank"], ["quantity", "n", "mean", "median"]))
     print(f"wrote token-kl tables and plots to {args.output_dir}")
     return 0
 
