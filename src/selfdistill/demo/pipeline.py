@@ -60,6 +60,7 @@ class DemoSettings:
             *(["method.diagnostics=true"] if arm == "opsd" else []),  # purified logs them always
             f"checkpoint.every={max(1, self.steps // 3)}",
             "checkpoint.keep_last=1", "tiny_sizes=false", f"logging.progress={str(self.progress).lower()}",
+            f"logging.answer_format={self.answer_format}",
             f"seed={self.seed}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
             *self.overrides,
         ]

@@ -6,7 +6,7 @@ files of ``selfdistill eval``: ``samples.jsonl`` (one row per sample, written as
 
 A sample row: model, benchmark, problem_id, sample_index, prompt (the problem text; the rendered
 chat prompt of the first problem is kept once in the summary as ``prompt_example``), response,
-pred (the last boxed answer after any ``</think>``, or None), gold, correct, num_tokens,
+pred (the final answer read with the scorer's answer_format, default the last boxed one after any ``</think>``; None when there is none), gold, correct, num_tokens,
 thinking_tokens (tokens of the text inside ``<think>...</think>``), truncated, markers_word,
 markers_paper (per-marker counts with "total"), sampling {...}.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from selfdistill.analysis.markers import count_epistemic_markers
 from selfdistill.contexts import Renderer
 from selfdistill.eval.metrics import summarize_samples, thinking_text
-from selfdistill.rewards import RewardScorer, extract_boxed_answer
+from selfdistill.rewards import RewardScorer, extract_answer
 from selfdistill.rollout import HFGenerate, RolloutBackend, SamplingParams
 from selfdistill.types import Example
 
@@ -79,7 +79,8 @@ def evaluate(model, tokenizer, examples: Sequence[Example], *, k: int, params: S
             chunk_examples = [examples[start + s.prompt_index] for s in samples]
             correct = scorer.score([s.text for s in samples], [ex.answer for ex in chunk_examples])
             for j, (sample, ex, reward) in enumerate(zip(samples, chunk_examples, correct)):
-                row = _row(tokenizer, sample, ex, j % k, reward, benchmark, model_name, sampling)
+                row = _row(tokenizer, sample, ex, j % k, reward, benchmark, model_name, sampling,
+                           scorer.answer_format)
                 rows.append(row)
                 if on_sample is not None:
                     on_sample(row)
@@ -95,13 +96,13 @@ def evaluate(model, tokenizer, examples: Sequence[Example], *, k: int, params: S
 
 
 def _row(tokenizer, sample, example: Example, index: int, reward: float, benchmark: str,
-         model_name: str, sampling: dict) -> dict:
+         model_name: str, sampling: dict, answer_format: str = "boxed") -> dict:
     text = sample.text
     thinking = thinking_text(text)
     thinking_tokens = len(tokenizer(thinking, add_special_tokens=False)["input_ids"]) if thinking else 0
     return {
         "model": model_name, "benchmark": benchmark, "problem_id": example.id, "sample_index": index,
-        "prompt": example.problem, "response": text, "pred": extract_boxed_answer(text),
+        "prompt": example.problem, "response": text, "pred": extract_answer(text, answer_format),
         "gold": example.answer, "correct": bool(reward >= 1.0), "num_tokens": sample.num_tokens,
         "thinking_tokens": thinking_tokens, "truncated": bool(sample.truncated),
         "markers_word": count_epistemic_markers(text, "word"),

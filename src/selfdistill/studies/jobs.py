@@ -4,9 +4,8 @@ Each job writes its result before returning and is skipped when that result exis
 of a killed study redoes only the unfinished part: a training run with checkpoints resumes with
 ``resume=true``; one killed before its first checkpoint starts over.
 
-Two things this module works around rather than changes (the trainer is not ours):
-- rewards: the trainer scores with ``answer_format="boxed"``. Tiny models never box answers, so
-  ``run_training`` swaps the trainer's scorer for one with the study's ``answer_format``.
+Rewards in training use the study's ``answer_format`` through ``logging.answer_format``.
+One thing this module works around rather than changes:
 - time budgets: the trainer has no wall-clock option. ``budgeted_steps`` runs a short probe (the
   first ``probe_steps`` steps of the real run, kept), takes the median ``time/step_s`` of the
   probe's steps, and sets ``max_steps = floor(budget_s / that)``; the run then resumes from the
@@ -56,6 +55,7 @@ def common_overrides(s: dict, run_dir: Path, *, max_steps: int, resume: bool) ->
         f"checkpoint.every={s['checkpoint_every']}", "checkpoint.keep_last=1", "tiny_sizes=false",
         "logging.tensorboard=false", f"logging.progress={str(s['progress']).lower()}",
         f"seed={s['seed']}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
+        f"logging.answer_format={s['answer_format']}",
     ]
 
 
@@ -70,17 +70,11 @@ def cell_config(cell: Cell, s: dict, extra: list[str], out: Path, run_dir: Path,
     return load_config(cell.recipe, [*overrides, *cell.overrides, *extra])
 
 
-def run_training(cfg, answer_format: str) -> Path:
-    """Train one config to its max_steps, scoring rewards with ``answer_format``."""
-    from selfdistill.rewards import RewardScorer
-    from selfdistill.train.loop import Trainer
+def run_training(cfg) -> Path:
+    """Train one config to its max_steps (rewards read with ``logging.answer_format``)."""
+    from selfdistill.train.loop import train
 
-    trainer = Trainer(cfg)
-    if trainer.rewarder is not None and answer_format != "boxed":
-        trainer.rewarder.close()
-        trainer.rewarder = RewardScorer(timeout_s=cfg.logging.reward_timeout_s, workers=1,
-                                        answer_format=answer_format)
-    return trainer.fit()
+    return train(cfg)
 
 
 def train_cell(cell: Cell, s: dict, extra: list[str], out: Path, cell_dir: Path) -> Path:
@@ -99,7 +93,7 @@ def train_cell(cell: Cell, s: dict, extra: list[str], out: Path, cell_dir: Path)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
     cfg = cell_config(cell, s, extra, out, run_dir, max_steps=max_steps, resume=resume)
-    run_training(cfg, s["answer_format"])
+    run_training(cfg)
     write_json(done, {"steps": max_steps, "seconds_this_session": time.perf_counter() - t0,
                       "resumed": resume})
     return run_dir
@@ -119,8 +113,7 @@ def budgeted_steps(cell: Cell, s: dict, extra: list[str], out: Path, cell_dir: P
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     say(f"  probe: {probe} step(s) to measure seconds per step")
-    run_training(cell_config(cell, s, extra, out, run_dir, max_steps=probe, resume=resume),
-                 s["answer_format"])
+    run_training(cell_config(cell, s, extra, out, run_dir, max_steps=probe, resume=resume))
     times = [r["time/step_s"] for r in read_jsonl(run_dir / "metrics.jsonl")]
     per_step = statistics.median(times[1:] if len(times) > 1 else times)
     steps = max(probe, math.floor(cell.budget_s / max(per_step, 1e-9)))

@@ -161,6 +161,9 @@ class LoggingConfig:
     progress: bool = _f(True, "show a tqdm progress bar")
     rewards_for_all: bool = _f(True, "score accuracy for every method when answers exist")
     reward_timeout_s: float = _f(5.0, "math-verify time limit per response")
+    answer_format: str = _f("boxed", "how a response's final answer is read for rewards: the last "
+                            "\\boxed{} (papers), or boxed_or_last_number for tiny models that never box",
+                            ("boxed", "boxed_or_last_number"))
 
 
 SECTIONS: dict[str, type] = {

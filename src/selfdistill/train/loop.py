@@ -88,7 +88,8 @@ class Trainer:
         if rollouts.needs_rewards(cfg, self.data.examples):
             from selfdistill.rewards import RewardScorer
 
-            self.rewarder = RewardScorer(timeout_s=cfg.logging.reward_timeout_s, workers=1)
+            self.rewarder = RewardScorer(timeout_s=cfg.logging.reward_timeout_s, workers=1,
+                                         answer_format=cfg.logging.answer_format)
         self.stream = PromptStream(len(self.data.examples), data_seed=cfg.data.data_seed,
                                    shuffle=cfg.data.shuffle)
         self.step = 0
