@@ -2,8 +2,8 @@
 
 What it keeps and drops, up front: it is the whole story of the project at laptop scale. Both
 methods train the same LoRA adapter shape, with the same data order, seed, steps and sampling,
-from the same base model; both log the Purified OPSD diagnostics (for OPSD they cost two extra
-no-grad passes and show how much of its signal the reference alone explains). The budget is
+from the same base model; both log the Purified OPSD diagnostics (for OPSD they cost one extra
+no-grad pass and show how much of its signal the reference alone explains). The budget is
 tiny (a 135M model, a few dozen steps), so differences between arms are small and noisy: the
 report says so and prints the sample sizes next to every number.
 

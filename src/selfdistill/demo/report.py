@@ -136,8 +136,9 @@ def _summary_text(settings, rows, columns, diag_rows, timings) -> str:
         "## Training", "", "![training curves](training_curves.png)", "",
     ]
     if diag_rows:
-        lines += ["Purified OPSD diagnostics (logged for both arms; for OPSD they cost two extra "
-                  "no-grad passes). A norm ratio above 1 means the reference-only teacher explains "
+        lines += ["Purified OPSD diagnostics (logged for both arms; for OPSD they cost one extra "
+                  "no-grad pass, the reference-only teacher). A norm ratio above 1 means the "
+                  "reference-only teacher explains "
                   "more of the signal than the question does; see docs/diagnostics.md for what it "
                   "does and does not show.", "",
                   markdown_table(diag_rows, list(diag_rows[0]))]

@@ -97,7 +97,7 @@ class MethodConfig:
     trust_region_mix: float = _f(0.5, "trust_region teacher: lerp(ref_logits, student_logits, r)")
     anchor: str = _f("base", "purified-opsd anchor P_0: frozen base pass or detached student",
                      ("base", "student"))
-    diagnostics: bool = _f(False, "opsd: also log the Purified OPSD PMI diagnostics (2 extra passes)")
+    diagnostics: bool = _f(False, "opsd: also log the Purified OPSD PMI diagnostics (1 extra no-grad pass)")
     controls_every: int = _f(0, "log the diagnostics controls (wrong reference, blank baseline) every N "
                              "steps; 0 = off. Needs the diagnostics (purified-opsd, or opsd with diagnostics)")
     entropy_beta: float = _f(1.0, "srpo: distillation token weight exp(-beta_H * H_teacher)")
