@@ -88,3 +88,41 @@ def curves(xs: Mapping[str, Sequence[float]], ys: Mapping[str, Sequence[float]],
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def metric_overlays(series: Mapping[str, Sequence[Mapping]], metrics: Sequence[tuple[str, str]],
+                    path: str | Path, *, title: str, reference_lines: Mapping[str, float] | None = None
+                    ) -> Path | None:
+    """Training curves of several runs overlaid: one subplot per metric present, one line per run.
+
+    ``series``: run name -> metrics.jsonl rows (dicts with "step"); ``metrics``: (key, subplot
+    title) pairs; ``reference_lines``: key -> y value drawn dashed (e.g. a ratio of 1). Returns
+    None when no run has any of the metrics.
+    """
+    import math
+
+    def points(rows, key):
+        return [(r["step"], r[key]) for r in rows
+                if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+
+    present = [(k, t) for k, t in metrics if any(points(rows, k) for rows in series.values())]
+    if not present:
+        return None
+    cols = min(4, len(present))
+    nrows = (len(present) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 2.9 * nrows), squeeze=False)
+    for ax, (key, sub) in zip(axes.flat, present):
+        for name, rows in series.items():
+            pts = points(rows, key)
+            if pts:
+                ax.plot(*zip(*pts), marker=".", lw=1.2, label=name)
+        if reference_lines and key in reference_lines:
+            ax.axhline(reference_lines[key], color="0.5", lw=0.6, ls="--")
+        ax.set_title(sub, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -46,12 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
-    from selfdistill.data import DataError
-    from selfdistill.models import ModelLoadError
-    from selfdistill.train.checkpoint import CheckpointError
     from selfdistill.contexts import ContextError
     from selfdistill.data import DataError
     from selfdistill.models import ModelLoadError
+    from selfdistill.train.checkpoint import CheckpointError
     from selfdistill.train.loop import NonFiniteError, OutputDirError, train
 
     try:

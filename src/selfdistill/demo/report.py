@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from selfdistill.analysis.plots import _save, grouped_bars
+from selfdistill.analysis.plots import grouped_bars
 from selfdistill.analysis.tables import markdown_table, read_jsonl, write_table
 
 ARM_LABELS = {"base": "base", "opsd": "OPSD", "purified-opsd": "Purified OPSD"}
@@ -46,31 +46,12 @@ def _standard_error(p: float, problems: int) -> float:
 
 
 def overlay_curves(series: dict[str, list[dict]], path: Path) -> Path | None:
-    """One subplot per metric of CURVES, one line per arm. Returns None when nothing to plot."""
-    import matplotlib.pyplot as plt
+    """The CURVES of both arms overlaid (one subplot per metric); None when nothing to plot."""
+    from selfdistill.analysis.plots import metric_overlays
 
-    present = [(k, t) for k, t in CURVES if any(k in r for rows in series.values() for r in rows)]
-    if not present:
-        return None
-    cols = 4
-    nrows = (len(present) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 2.9 * nrows), squeeze=False)
-    for ax, (key, title) in zip(axes.flat, present):
-        for arm, rows in series.items():
-            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))
-                   and math.isfinite(r[key])]
-            if pts:
-                ax.plot(*zip(*pts), marker=".", lw=1.2, label=ARM_LABELS.get(arm, arm))
-        if key == "pmi/norm_ratio_ref_total":
-            ax.axhline(1.0, color="0.5", lw=0.6, ls="--")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(present):]:
-        ax.axis("off")
-    fig.suptitle("training curves: OPSD vs Purified OPSD (same start, data, seed)", fontsize=10)
-    return _save(fig, path)
+    named = {ARM_LABELS.get(arm, arm): rows for arm, rows in series.items()}
+    return metric_overlays(named, CURVES, path, reference_lines={"pmi/norm_ratio_ref_total": 1.0},
+                           title="training curves: OPSD vs Purified OPSD (same start, data, seed)")
 
 
 def write_report(out: Path, settings, results: dict[str, dict], timings: dict[str, float]) -> Path:

@@ -72,29 +72,9 @@ def result_rows(cells: list[Cell], eval_sets: dict, out: Path) -> tuple[list[dic
 
 def overlay_curves(series: dict[str, list[dict]], path: Path, title: str) -> Path | None:
     """One subplot per metric present, one line per cell; None when there is nothing to plot."""
-    import matplotlib.pyplot as plt
+    from selfdistill.analysis.plots import metric_overlays
 
-    present = [(k, t) for k, t in CURVES if any(isinstance(r.get(k), (int, float))
-                                                for rows in series.values() for r in rows)]
-    if not present:
-        return None
-    cols = min(4, len(present))
-    nrows = (len(present) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 2.9 * nrows), squeeze=False)
-    for ax, (key, sub) in zip(axes.flat, present):
-        for name, rows in series.items():
-            pts = [(r["step"], r[key]) for r in rows
-                   if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-            if pts:
-                ax.plot(*zip(*pts), marker=".", lw=1.1, label=name)
-        ax.set_title(sub, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(present):]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return metric_overlays(series, CURVES, path, title=title)
 
 
 def eval_bars(rows: list[dict], set_name: str, path: Path) -> Path | None:
