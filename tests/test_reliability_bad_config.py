@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reliability.guards import ModelLoaded, forbid_model_loading, run_cli
+from reliability.guards import forbid_model_loading, run_cli
 
 NO_SOLUTIONS = Path(__file__).parent / "reliability" / "no_solutions.jsonl"
 METHODS = "opsd, purified-opsd, sdpo, grpo, srpo"
@@ -89,9 +89,6 @@ def test_topk_larger_than_the_vocabulary_stops_before_training(tmp_path, capsys,
     assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=ModelLoaded,
-                   reason="train.setup.load_policy checks objective.topk against the vocabulary only "
-                          "after load_model (validate_vocab needs the loaded output layer)")
 def test_topk_larger_than_the_vocabulary_is_rejected_before_the_model_loads(tmp_path, capsys, monkeypatch):
     forbid_model_loading(monkeypatch)
     out = tmp_path / "run"

@@ -59,14 +59,34 @@ def context_config(options: dict, *, model=None):
         raise ConfigError(f"contexts: {err}") from None
 
 
+def config_vocab_size(name: str, *, trust_remote_code: bool = False) -> int | None:
+    """The vocabulary size in the model's config.json (no weights read), or None when the config
+    cannot be read here (the model load then reports why)."""
+    from transformers import AutoConfig
+
+    from selfdistill.models.aliases import ALIASES, alias_path
+
+    try:
+        source = alias_path(name) if name in ALIASES else name
+        config = AutoConfig.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    config = getattr(config, "text_config", None) or config
+    vocab = getattr(config, "vocab_size", None)
+    return int(vocab) if isinstance(vocab, int) and vocab > 0 else None
+
+
 def load_policy(cfg: TrainConfig):
     """(model, tokenizer): loaded, vocabulary-checked, LoRA-wrapped when enabled."""
     from selfdistill.models import LoraSettings, apply_lora, load_model
 
     m = cfg.model
+    vocab = config_vocab_size(m.name, trust_remote_code=m.trust_remote_code)
+    if vocab is not None:  # reject top-k > vocabulary before the weights load
+        validate_vocab(cfg, vocab)
     model, tokenizer = load_model(m.name, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
                                   gradient_checkpointing=m.gradient_checkpointing)
-    validate_vocab(cfg, model.get_output_embeddings().weight.shape[0])
+    validate_vocab(cfg, model.get_output_embeddings().weight.shape[0])  # the real output rows
     if cfg.lora.enabled:
         lo = cfg.lora
         model = apply_lora(model, LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout,
