@@ -6,8 +6,9 @@ Trials (one chain of processes on one output_dir, each resumed with resume=true)
     half of trainable.pt written / blobs but no COMPLETE / COMPLETE but not renamed /
     renamed but the pruning of the oldest checkpoint cut short;
   - the newest complete checkpoint corrupted on disk (one byte flipped) before a resume;
-  - SIGKILL from outside after a seeded number of logged steps plus a seeded delay;
-  - SIGKILL from outside the moment a checkpoint temp folder appears (polled every ~1 ms).
+  - SIGKILL from outside the moment a checkpoint temp folder appears (polled every ~1 ms; each
+    checkpoint file write is slowed by 0.3 s so the folder cannot come and go unseen);
+  - SIGKILL from outside after a seeded number of logged steps plus a seeded delay.
 Then the run is resumed until it exits 0 and compared with an uninterrupted run of the same
 command: final adapter weights bitwise equal (CPU, seeded sampling per step), metrics.jsonl has
 every step exactly once with the same losses, and every checkpoint folder left on disk verifies.
@@ -153,12 +154,23 @@ def test_sigkill_at_seeded_points_then_resume_equals_uninterrupted(tmp_path):
     assert checkpoint.latest(out / "checkpoints") != newest
     log.append(f"corrupted {newest.name}/optimizer.pt; resume falls back to step {_latest_step(out)}")
 
-    # 7. outside kill after a seeded number of logged steps plus a seeded delay (>= 2 steps remain)
+    # 7. outside kill the moment a checkpoint temp folder appears (before trial 8, which may run
+    # to the last checkpoint; writes slowed by 0.3 s per file:
+    # on a fast disk an unslowed temp folder lives a few ms and a 1 ms poll can miss it)
+    before = set(_tmp_dirs(out))
+    proc = _start(out, "slow@0.3")
+    killed = _kill_when(proc, lambda: bool(set(_tmp_dirs(out)) - before))
+    code, err = _finish(proc)
+    left = set(_tmp_dirs(out)) - before
+    log.append(f"outside kill on temp folder: killed={killed}, temp folders left={[p.name for p in left]}")
+    assert killed, f"exit {code}, lines {_lines(out)}, newest {_latest_step(out)}:\n{err[-3000:]}"
+
+    # 8. outside kill after a seeded number of logged steps plus a seeded delay (>= 2 steps remain)
     metrics = out / "metrics.jsonl"
     start_lines, start_inode = _lines(out), metrics.stat().st_ino if metrics.exists() else None
     target = min(_latest_step(out) + rng.randint(1, 2), MAX_STEPS - 2)
     delay = rng.uniform(0.0, 0.5)
-    proc = _start(out)
+    proc = _start(out, "slow@0.3")  # >= 2 slowed checkpoints remain: the run cannot end in the delay
     seen = {"rewritten": False}
 
     def logged() -> bool:
@@ -171,15 +183,6 @@ def test_sigkill_at_seeded_points_then_resume_equals_uninterrupted(tmp_path):
     killed = _kill_when(proc, logged, poll_s=0.01, delay_s=delay)
     _finish(proc)
     log.append(f"outside kill at >= {target} lines + {delay:.2f}s: killed={killed}, lines={_lines(out)}")
-    assert killed
-
-    # 8. outside kill the moment a checkpoint temp folder appears
-    before = set(_tmp_dirs(out))
-    proc = _start(out)
-    killed = _kill_when(proc, lambda: bool(set(_tmp_dirs(out)) - before))
-    _finish(proc)
-    left = set(_tmp_dirs(out)) - before
-    log.append(f"outside kill on temp folder: killed={killed}, temp folders left={[p.name for p in left]}")
     assert killed
 
     # resume to the end

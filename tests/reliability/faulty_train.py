@@ -2,6 +2,8 @@
 
     python tests/reliability/faulty_train.py train smoke ... output_dir=D
     SELFDISTILL_FAULT="kill@STEP:POINT"    SIGKILL this process while checkpoint STEP is written
+    SELFDISTILL_FAULT="slow@SECONDS"       sleep SECONDS before each checkpoint file is written, so
+                                           an outside SIGKILL lands inside a write on any machine
 
 POINT (in the order a checkpoint is written by selfdistill.train.checkpoint.save):
     mid-file       half of trainable.pt is on disk, nothing else
@@ -31,6 +33,23 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def install_slow(seconds: float) -> None:
+    """Delay every torch.save made while a checkpoint is written (the temp folder then lives long
+    enough for an outside kill to find it, instead of a few milliseconds on a fast disk)."""
+    import time
+
+    import torch
+
+    real_torch_save = torch.save
+
+    def torch_save(obj, f, *args, **kw):
+        if isinstance(f, (str, Path)) and Path(f).parent.name.startswith(".tmp-"):
+            time.sleep(seconds)
+        return real_torch_save(obj, f, *args, **kw)
+
+    torch.save = torch_save
+
+
 def install(spec: str) -> None:
     """Patch selfdistill.train.checkpoint so ``spec`` ("kill@STEP:POINT") kills the process."""
     import torch
@@ -38,9 +57,12 @@ def install(spec: str) -> None:
     from selfdistill.train import checkpoint as ck
 
     kind, _, rest = spec.partition("@")
+    if kind == "slow":
+        return install_slow(float(rest))
     step_text, _, point = rest.partition(":")
     if kind != "kill" or point not in POINTS:
-        raise SystemExit(f"bad SELFDISTILL_FAULT {spec!r}: expected kill@STEP:{'|'.join(POINTS)}")
+        raise SystemExit(f"bad SELFDISTILL_FAULT {spec!r}: expected kill@STEP:{'|'.join(POINTS)} "
+                         "or slow@SECONDS")
     target = int(step_text)
     saving = {"step": None}
     real_save, real_finalize, real_fsync, real_prune = ck.save, ck.finalize, ck._fsync, ck.prune
