@@ -138,3 +138,27 @@ def test_per_role_output_weights():
     torch.testing.assert_close(direct.loss, token_mean(div, mask))
     with pytest.raises(ValueError, match="target_weights"):
         chunked_distill_loss(student, weight, **{**kw, "target_weights": {"teacher": tw["teacher"][:3]}})
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_observe_sees_every_valid_position_once_with_the_direct_logits(chunk_size):
+    """observe gets each chunk's projected logits (extra roles included) in mask order; the
+    concatenation equals the direct path's logits at the valid positions."""
+    student, weight, _, hidden, mask = setup(3)
+    fn = make_target_fn("raw")  # reads only "teacher": refonly / anchor are observe-only roles
+    seen = {"chunked": [], "direct": []}
+    for name, path, extra in (("chunked", chunked_distill_loss, dict(chunk_size=chunk_size)),
+                              ("direct", direct_distill_loss, {})):
+        path(student, weight, target_hidden=hidden, target_fn=fn, mask_B_T=mask,
+             observe=lambda lg, name=name: seen[name].append({k: v.clone() for k, v in lg.items()}), **extra)
+    n_valid = int(mask.sum())
+    assert len(seen["chunked"]) == -(-n_valid // chunk_size)
+    assert len(seen["direct"]) == 1
+    for role in ("teacher", "refonly", "anchor", "student"):
+        got = torch.cat([c[role] for c in seen["chunked"]])
+        want = seen["direct"][0][role]
+        assert got.shape == (n_valid, V)
+        torch.testing.assert_close(got, want)
+        assert not got.requires_grad
+    expected = hidden["teacher"][mask.bool()] @ weight.detach().T
+    torch.testing.assert_close(seen["direct"][0]["teacher"], expected)

@@ -200,3 +200,67 @@ def test_over_length_rows_are_dropped_and_counted(tmp_path):
     _, rows = run(tmp_path, ["method=opsd", "max_steps=1", "prompts_per_step=4",
                              "contexts={max_length: 300, over_length: drop}"])
     assert 0 < rows[0]["data/dropped_rows"] < 4 and math.isfinite(rows[0]["loss"]) and rows[0]["loss"] > 0
+
+
+def test_stack_groups_bounds_padding_waste():
+    """Passes are stacked only while padded tokens stay within the allowed share."""
+    from types import SimpleNamespace
+
+    def batch(rows, start, T=10):
+        return SimpleNamespace(ids_B_L=torch.zeros(rows, start + T), response_start=start,
+                               response_ids_B_T=torch.zeros(rows, T))
+
+    same = [batch(4, 100), batch(4, 98), batch(4, 95)]
+    assert passes_mod.stack_groups(same) == [[0, 1, 2]]
+    mixed = [batch(4, 40), batch(4, 300), batch(4, 280)]  # base (short) vs teacher / refonly
+    assert passes_mod.stack_groups(mixed) == [[1, 2], [0]]
+    assert passes_mod.stack_groups(mixed, max_waste=1.0) == [[1, 2, 0]]
+    assert passes_mod.stack_groups(mixed, max_waste=0.0) == [[1], [2], [0]]
+    for groups in (passes_mod.stack_groups(mixed, w) for w in (0.0, 0.05, 0.3, 1.0)):
+        assert sorted(i for g in groups for i in g) == [0, 1, 2]  # every pass exactly once
+
+
+@pytest.mark.parametrize("method,chunk", [("purified-opsd", 2), ("purified-opsd", 0), ("opsd", 3)])
+def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk):
+    """Teacher entropy and the PMI diagnostics of a micro-batch (measured on the loss's own
+    chunks) equal pmi_diagnostics / entropy over every role's full logits, in float64."""
+    from selfdistill.models import response_hidden
+    from selfdistill.objectives import pmi_diagnostics
+    from selfdistill.train.rollouts import Rollouts
+
+    torch.manual_seed(0)
+    extra = ["method.diagnostics=true"] if method == "opsd" else []
+    cfg = load_config("smoke", BASE + [f"output_dir={tmp_path}", f"method={method}",
+                                       f"objective.loss_chunk_size={chunk}"] + extra)
+    trainer = Trainer(cfg)
+    with torch.no_grad():  # move the adapter off zero so student and teachers differ
+        for n, p in trainer.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    examples = trainer.data.examples[:2]
+    responses = [[11, 12, 13, 14], [15, 16, 17]]
+    ro = Rollouts(examples, [0, 1], responses, ["", ""], [False, False])
+    mb = step_mod.plan(cfg, trainer.renderer, ro, [0, 1])
+    targets = step_mod.score(cfg, trainer.passes, mb)
+    res = step_mod.compute_loss(cfg, trainer.passes, mb, targets, mb.loss_units, diagnostics=True)
+
+    mask = mb.distill_mask_B_T.bool()
+
+    def logits64(handle_hidden, weight, role):
+        h = handle_hidden(*passes_mod.fwd_args(mb.batches[role]))
+        return (h.double() @ weight.detach().double().T)[mask]
+
+    p = trainer.passes
+    with torch.no_grad():
+        t = logits64(p.teacher.hidden, p.teacher.output_weight(), "teacher")
+        r = logits64(p.base.hidden, p.base.output_weight(), "refonly")
+        s = logits64(lambda *a: response_hidden(p.model, *a), p.model.get_output_embeddings().weight, "student")
+    logp = t.log_softmax(-1)
+    n = float(mask.sum())
+    assert res.sums["teacher_entropy_n"] == n
+    assert res.sums["teacher_entropy"] == pytest.approx(float(-(logp.exp() * logp).sum()), rel=1e-4)
+    want = pmi_diagnostics(t, r, s, clip=cfg.objective.purified_clip, center=cfg.objective.purified_center)
+    assert res.sums["pmi_n"] == n
+    for key, src in step_mod.ChunkStats.KEYS:
+        assert res.sums[key] / n == pytest.approx(float(want[src]), rel=1e-3, abs=1e-4), key
+    trainer.close()

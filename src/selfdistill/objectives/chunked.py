@@ -39,7 +39,7 @@ def project(hidden_N_H: Tensor, weight_V_H: Tensor, bias_V: Tensor | None = None
 class _ChunkedDistill(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student_N_H, weight_V_H, bias_V, coef_N, targets_N_H, target_weights, target_fn,
-                div_kwargs, topk_ids_N_K, softcap, chunk_size):
+                div_kwargs, topk_ids_N_K, softcap, chunk_size, observe):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n = student_N_H.shape[0]
         grad_h = torch.zeros_like(student_N_H) if need_h else None
@@ -59,6 +59,8 @@ class _ChunkedDistill(torch.autograd.Function):
                 s_logits = project(h, w, b, softcap)
                 with torch.no_grad():
                     target = target_fn({**logits, "student": s_logits.detach()})
+                    if observe is not None:
+                        observe({**logits, "student": s_logits.detach()})
                 del logits
                 kw = dict(div_kwargs)
                 if topk_ids_N_K is not None:
@@ -88,7 +90,7 @@ class _ChunkedDistill(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_per_pos):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         scale = lambda g: None if g is None else g * grad_loss.to(g.dtype)  # noqa: E731
-        return scale(grad_h), scale(grad_w), scale(grad_b), *([None] * 9)
+        return scale(grad_h), scale(grad_w), scale(grad_b), *([None] * 10)
 
 
 def _validate(student_hidden_B_T_H: Tensor, target_hidden: Mapping[str, Tensor], mask_B_T: Tensor,
@@ -142,6 +144,7 @@ def chunked_distill_loss(
     num_tokens_global: int | float | Tensor | None = None,
     target_weights: Mapping[str, Tensor] | None = None,
     target_biases: Mapping[str, Tensor | None] | None = None,
+    observe: Callable[[Mapping[str, Tensor]], None] | None = None,
 ) -> DistillLossOutput:
     """Token-mean distillation loss computed ``chunk_size`` valid positions at a time.
 
@@ -162,6 +165,11 @@ def chunked_distill_loss(
         target_weights / target_biases: role -> output layer for roles whose lm_head differs
             from the student's (full fine-tuning with a frozen teacher); default: shared. A role
             with its own weight uses its own bias from target_biases (none if absent).
+        observe: called without grad once per chunk with ``{role: logits_N_V, "student":
+            detached student logits}`` (N valid positions of the chunk, in mask order), so
+            statistics of logits the loss projects anyway (teacher entropy, diagnostics) cost no
+            second projection. Roles in ``target_hidden`` that ``target_fn`` does not read are
+            projected for ``observe`` only.
     Returns the scalar loss and the detached per-position divergence [B, T].
     """
     _validate(student_hidden_B_T_H, target_hidden, mask_B_T, target_fn, weight_V_H, target_weights)
@@ -177,6 +185,7 @@ def chunked_distill_loss(
         {k: v.detach().reshape(-1, H)[idx] for k, v in target_hidden.items()},
         _role_layers(target_weights, target_biases), target_fn, kw,
         None if topk_ids is None else topk_ids.reshape(B * T, -1)[idx], logit_softcap, chunk_size,
+        observe,
     )
     per_pos = per_pos_N.new_zeros(B * T).index_put((idx,), per_pos_N).view(B, T)
     return DistillLossOutput(loss, per_pos)
@@ -196,6 +205,7 @@ def direct_distill_loss(
     num_tokens_global: int | float | Tensor | None = None,
     target_weights: Mapping[str, Tensor] | None = None,
     target_biases: Mapping[str, Tensor | None] | None = None,
+    observe: Callable[[Mapping[str, Tensor]], None] | None = None,
 ) -> DistillLossOutput:
     """Reference path with the same contract as :func:`chunked_distill_loss`: materialises every
     role's [B, T, V] logits at once. For tests, benchmarks and short sequences."""
@@ -209,6 +219,9 @@ def direct_distill_loss(
         logits = {k: project(v, *layers.get(k, (weight_V_H, bias_V)), logit_softcap)
                   for k, v in target_hidden.items()}
         target = target_fn({**logits, "student": s_logits.detach()})
+        if observe is not None:
+            valid = mask_B_T.bool()
+            observe({k: v[valid] for k, v in {**logits, "student": s_logits.detach()}.items()})
     div = generalized_jsd(s_logits, target, mask=mask_B_T, **kw)
     loss = token_mean(div * w.to(div.dtype), mask_B_T, num_tokens_global=num_tokens_global)
     return DistillLossOutput(loss, div.detach())

@@ -71,16 +71,46 @@ def stacked_hidden(handle, batches: list) -> list[Tensor]:
     return list(hidden.split([b.ids_B_L.shape[0] for b in batches]))
 
 
-def run_passes(plan: dict[str, tuple]) -> dict[str, Tensor]:
-    """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch."""
-    groups: dict[int, list[str]] = {}
+# Largest share of padded (wasted) tokens accepted when stacking passes into one batch. On a CPU
+# the cost is proportional to padded tokens, so stacking a short context (base: question only)
+# with a long one (teacher: question + reference) costs more than two passes; on a GPU a bigger
+# batch is cheaper per token, which a small waste buys.
+MAX_STACK_WASTE = 0.15
+
+
+def stack_groups(batches: list, max_waste: float = MAX_STACK_WASTE) -> list[list[int]]:
+    """Indices of ``batches`` grouped for stacked passes: longest first, a batch joins the current
+    group while padded tokens stay within ``max_waste`` of the group's total (rows x columns)."""
+    size = lambda b: (b.ids_B_L.shape[0], b.response_start)  # noqa: E731  (rows, prompt columns)
+    order = sorted(range(len(batches)), key=lambda i: -size(batches[i])[1])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups:
+            members = groups[-1] + [i]
+            T = batches[i].response_ids_B_T.shape[1]
+            start = max(size(batches[j])[1] for j in members)
+            real = sum(size(batches[j])[0] * (size(batches[j])[1] + T) for j in members)
+            padded = sum(size(batches[j])[0] for j in members) * (start + T)
+            if padded - real <= max_waste * padded:
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def run_passes(plan: dict[str, tuple], max_waste: float = MAX_STACK_WASTE) -> dict[str, Tensor]:
+    """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch when
+    their prompt lengths are close enough (``stack_groups``)."""
+    by_handle: dict[int, list[str]] = {}
     for name, (handle, _) in plan.items():
-        groups.setdefault(id(handle), []).append(name)
+        by_handle.setdefault(id(handle), []).append(name)
     hidden = {}
-    for names in groups.values():
+    for names in by_handle.values():
         handle = plan[names[0]][0]
-        for name, h in zip(names, stacked_hidden(handle, [plan[n][1] for n in names])):
-            hidden[name] = h
+        batches = [plan[n][1] for n in names]
+        for group in stack_groups(batches, max_waste):
+            for k, h in zip(group, stacked_hidden(handle, [batches[k] for k in group])):
+                hidden[names[k]] = h
     return hidden
 
 

@@ -133,8 +133,8 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) 
 
 
 def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bool):
-    """(role -> hidden_B_T_H, role -> output weight, target_fn, extra hidden for diagnostics),
-    all without grad."""
+    """(role -> hidden_B_T_H, role -> output weight, target_fn), all without grad. Roles the
+    target does not read (refonly for OPSD's diagnostics) are projected for the metrics only."""
     m, o = cfg.method, cfg.objective
     role = TEACHER_ROLE[m.name]
     plan = {"teacher": (passes.teacher, mb.batches[role])}
@@ -146,7 +146,6 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bo
         plan["anchor"] = (passes.base, mb.batches["base"])
     hidden = run_passes(plan)
     weights = {name: handle.output_weight() for name, (handle, _) in plan.items()}
-    extra = {}
     if m.teacher == "trust_region":
         r, tau = m.trust_region_mix, o.temperature
 
@@ -164,10 +163,7 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bo
         fn.roles = ("teacher", "refonly", anchor)
     else:
         fn = obj.make_target_fn("raw", temperature=o.temperature)
-    for name in list(hidden):
-        if name not in fn.roles:
-            extra[name] = (hidden.pop(name), weights.pop(name))
-    return hidden, weights, fn, extra
+    return hidden, weights, fn
 
 
 def _divergence_kwargs(cfg: TrainConfig) -> dict:
@@ -178,12 +174,14 @@ def _divergence_kwargs(cfg: TrainConfig) -> dict:
     return kw
 
 
-def _direct_loss(student_h, w_student, hidden, weights, fn, mask, kw, token_w, num_units, softcap):
+def _direct_loss(student_h, w_student, hidden, weights, fn, mask, kw, token_w, num_units, softcap, observe):
     """Unchunked path with one output weight per role (full fine-tuning with a frozen teacher)."""
     s_logits = obj.project(student_h, w_student, None, softcap)
     with torch.no_grad():
         logits = {k: obj.project(h, weights[k], None, softcap) for k, h in hidden.items()}
         target = fn({**logits, "student": s_logits.detach()})
+        valid = mask.bool()
+        observe({k: v[valid] for k, v in {**logits, "student": s_logits.detach()}.items()})
     div = obj.generalized_jsd(s_logits, target, mask=mask, **kw)
     loss = obj.token_mean(div * token_w.to(div.dtype), mask, num_tokens_global=num_units)
     return loss, div.detach()
@@ -192,15 +190,16 @@ def _direct_loss(student_h, w_student, hidden, weights, fn, mask, kw, token_w, n
 @dataclass
 class Targets:
     """No-grad passes of one micro-batch: role -> hidden [B, T, H], role -> output weight, the
-    target function over their logits, and the teacher's entropy per token [B, T] (nats)."""
+    target function over their logits, and the teacher's entropy per token [B, T] (nats) when a
+    weight needs it before the loss (SRPO, anti-sd); otherwise None and the loss measures it
+    on the teacher logits it projects anyway."""
 
     hidden: dict
     weights: dict
     fn: Callable | None
-    entropy_B_T: Tensor
+    entropy_B_T: Tensor | None
     context_logp_B_T: Tensor | None = None  # anti-sd: log pi(y_t | x, c, y_<t), 0 without context
     context_mask_B_T: Tensor | None = None
-    extra: dict = field(default_factory=dict)  # role -> (hidden, weight) scored for diagnostics only
 
 
 def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
@@ -221,11 +220,12 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
         return _antisd_scores(passes, mb)
     if mb.distill_mask_B_T is None:
         return None
-    diagnostics = cfg.method.diagnostics
-    hidden, weights, fn, extra = _target(cfg, passes, mb, diagnostics=diagnostics)
-    ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
-                        passes.chunk_size, entropy, softcap_of(passes.model))
-    return Targets(hidden, weights, fn, ent, extra=extra)
+    hidden, weights, fn = _target(cfg, passes, mb, diagnostics=cfg.method.diagnostics)
+    ent = None
+    if cfg.method.name == "srpo":  # token weights exp(-beta_H * H_teacher) are needed up front
+        ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
+                           passes.chunk_size, entropy, softcap_of(passes.model))
+    return Targets(hidden, weights, fn, ent)
 
 
 def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targets | None,
@@ -253,8 +253,10 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     if targets is not None and mb.distill_mask_B_T is not None:
         mask = mb.distill_mask_B_T
         ent = targets.entropy_B_T
-        res.sums["teacher_entropy"] = float((ent * mask).sum())
-        res.sums["teacher_entropy_n"] = float(mask.sum())
+        stats = ChunkStats(cfg, entropy=ent is None, diagnostics=diagnostics)
+        if ent is not None:
+            res.sums["teacher_entropy"] = float((ent * mask).sum())
+            res.sums["teacher_entropy_n"] = float(mask.sum())
         token_w = mb.unit_weights_B_T.clone()
         if cfg.method.name == "srpo":
             # exp(-beta_H * H_teacher), as objectives.teacher_entropy_weights, from the entropy
@@ -266,15 +268,15 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
                 student_h, w_student, target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask,
                 divergence_kwargs=kw, weights_B_T=token_w, logit_softcap=softcap,
                 chunk_size=chunk, num_tokens_global=num_units, target_weights=targets.weights,
+                observe=stats,
             )
             d_loss, div = out.loss, out.per_position_B_T
         else:
             d_loss, div = _direct_loss(student_h, w_student, targets.hidden, targets.weights, targets.fn,
-                                       mask, kw, token_w, num_units, softcap)
+                                       mask, kw, token_w, num_units, softcap, stats)
         loss = loss + d_loss.float()
         res.divergence_B_T, res.divergence_mask_B_T = div, mask
-        if diagnostics:
-            res.sums.update(_diagnostics(cfg, passes, student_h.detach(), targets, mask, softcap))
+        res.sums.update(stats.sums)
     if mb.pg_mask_B_T is not None:
         ids = student.response_ids_B_T
         logp = token_logprobs(student_h, w_student, ids, chunk, softcap)
@@ -294,32 +296,34 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     return res
 
 
-def _diagnostics(cfg, passes, student_h, targets: Targets, mask, softcap) -> dict[str, float]:
-    """Purified-OPSD PMI diagnostics (position-weighted sums), chunk by chunk, no grad."""
-    from selfdistill.models import output_weight
+class ChunkStats:
+    """Metric sums over the logits the distillation loss projects anyway, one chunk at a time
+    (``observe`` of ``objectives.chunked_distill_loss``): the teacher's entropy (nats, summed over
+    positions) and, with diagnostics, the Purified-OPSD PMI diagnostics as position-weighted sums
+    (``pmi_n`` positions)."""
 
-    hidden, weights = targets.hidden, targets.weights
-    with torch.no_grad():
-        if "refonly" in hidden:
-            ref_h, ref_w = hidden["refonly"], weights["refonly"]
-        else:
-            ref_h, ref_w = targets.extra["refonly"]
-        idx = mask.reshape(-1).nonzero().squeeze(1)
-        H = student_h.shape[-1]
-        flat = {k: h.reshape(-1, H)[idx] for k, h in
-                (("teacher", hidden["teacher"]), ("refonly", ref_h), ("student", student_h))}
-        w = {"teacher": weights["teacher"], "refonly": ref_w, "student": output_weight(passes.model).detach()}
-        step = passes.chunk_size or max(1, idx.numel())
-        sums = {"pmi_n": 0.0, "cos_total_ref": 0.0, "cos_total_it": 0.0, "norm_ratio_ref_total": 0.0,
-                "kl_ratio_ref": 0.0, "tanh_clip_frac": 0.0}
-        for i in range(0, idx.numel(), step):
-            logits = {k: obj.project(v[i : i + step], w[k], None, softcap) for k, v in flat.items()}
-            d = obj.pmi_diagnostics(logits["teacher"], logits["refonly"], logits["student"],
-                                    clip=cfg.objective.purified_clip, center=cfg.objective.purified_center)
+    KEYS = (("cos_total_ref", "cos_total_ref"), ("cos_total_it", "cos_total_it"),
+            ("norm_ratio_ref_total", "norm_ratio_ref_total"), ("kl_ratio_ref", "kl_ratio_ref_mean"),
+            ("tanh_clip_frac", "tanh_clip_fraction"))
+
+    def __init__(self, cfg: TrainConfig, *, entropy: bool, diagnostics: bool) -> None:
+        self.clip, self.center = cfg.objective.purified_clip, cfg.objective.purified_center
+        self.entropy, self.diagnostics = entropy, diagnostics
+        self.sums: dict[str, float] = {}
+        if entropy:
+            self.sums.update(teacher_entropy=0.0, teacher_entropy_n=0.0)
+        if diagnostics:
+            self.sums.update({"pmi_n": 0.0, **{key: 0.0 for key, _ in self.KEYS}})
+
+    def __call__(self, logits: Mapping[str, Tensor]) -> None:
+        teacher = logits["teacher"]
+        if self.entropy:
+            self.sums["teacher_entropy"] += float(entropy(teacher).sum())
+            self.sums["teacher_entropy_n"] += float(teacher.shape[0])
+        if self.diagnostics and teacher.shape[0]:
+            d = obj.pmi_diagnostics(teacher, logits["refonly"], logits["student"],
+                                    clip=self.clip, center=self.center)
             n = float(d["num_positions"])
-            sums["pmi_n"] += n
-            for key, src in (("cos_total_ref", "cos_total_ref"), ("cos_total_it", "cos_total_it"),
-                             ("norm_ratio_ref_total", "norm_ratio_ref_total"),
-                             ("kl_ratio_ref", "kl_ratio_ref_mean"), ("tanh_clip_frac", "tanh_clip_fraction")):
-                sums[key] += float(d[src]) * n
-    return sums
+            self.sums["pmi_n"] += n
+            for key, src in self.KEYS:
+                self.sums[key] += float(d[src]) * n
