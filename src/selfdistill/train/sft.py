@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -106,6 +107,7 @@ def train_sft(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: SFTConf
             order = list(range(len(pairs)))
             rng.shuffle(order)
             for i in range(0, len(order), cfg.batch_size):
+                t0 = time.perf_counter()
                 batch = collate([pairs[j] for j in order[i:i + cfg.batch_size]], tokenizer.pad_token_id)
                 loss, n_tokens = sft_loss(model, *batch)
                 loss.backward()
@@ -117,8 +119,8 @@ def train_sft(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: SFTConf
                 scheduler.step()
                 step += 1
                 log.write(json.dumps({"step": step, "epoch": epoch, "loss": float(loss.detach()),
-                                      "tokens": n_tokens, "lr": lr,
-                                      "grad_norm": float(grad_norm)}) + "\n")
+                                      "tokens": n_tokens, "lr": lr, "grad_norm": float(grad_norm),
+                                      "time/step_s": time.perf_counter() - t0}) + "\n")
                 log.flush()
     final = out / "final"
     model.save_pretrained(str(final))
