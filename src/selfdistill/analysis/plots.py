@@ -97,7 +97,8 @@ def metric_overlays(series: Mapping[str, Sequence[Mapping]], metrics: Sequence[t
 
     ``series``: run name -> metrics.jsonl rows (dicts with "step"); ``metrics``: (key, subplot
     title) pairs; ``reference_lines``: key -> y value drawn dashed (e.g. a ratio of 1). Returns
-    None when no run has any of the metrics.
+    None when no run has any of the metrics. A run keeps one colour in every subplot, also in
+    those where other runs have no points.
     """
     import math
 
@@ -111,11 +112,13 @@ def metric_overlays(series: Mapping[str, Sequence[Mapping]], metrics: Sequence[t
     cols = min(4, len(present))
     nrows = (len(present) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 2.9 * nrows), squeeze=False)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {name: cycle[i % len(cycle)] for i, name in enumerate(series)}
     for ax, (key, sub) in zip(axes.flat, present):
         for name, rows in series.items():
             pts = points(rows, key)
             if pts:
-                ax.plot(*zip(*pts), marker=".", lw=1.2, label=name)
+                ax.plot(*zip(*pts), marker=".", lw=1.2, label=name, color=colour[name])
         if reference_lines and key in reference_lines:
             ax.axhline(reference_lines[key], color="0.5", lw=0.6, ls="--")
         ax.set_title(sub, fontsize=9)
