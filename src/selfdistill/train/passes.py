@@ -72,10 +72,11 @@ def stacked_hidden(handle, batches: list) -> list[Tensor]:
 
 
 # Largest share of padded (wasted) tokens accepted when stacking passes into one batch. On a CPU
-# the cost is proportional to padded tokens, so stacking a short context (base: question only)
-# with a long one (teacher: question + reference) costs more than two passes; on a GPU a bigger
-# batch is cheaper per token, which a small waste buys.
+# the cost is proportional to padded tokens (a batch of 8 rows already fills the cores), so only
+# equal-length batches are stacked; on an accelerator a bigger batch is cheaper per token, which a
+# small waste buys.
 MAX_STACK_WASTE = 0.15
+CPU_STACK_WASTE = 0.0
 
 
 def stack_groups(batches: list, max_waste: float = MAX_STACK_WASTE) -> list[list[int]]:
@@ -98,9 +99,10 @@ def stack_groups(batches: list, max_waste: float = MAX_STACK_WASTE) -> list[list
     return groups
 
 
-def run_passes(plan: dict[str, tuple], max_waste: float = MAX_STACK_WASTE) -> dict[str, Tensor]:
+def run_passes(plan: dict[str, tuple], max_waste: float | None = None) -> dict[str, Tensor]:
     """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch when
-    their prompt lengths are close enough (``stack_groups``)."""
+    their prompt lengths are close enough (``stack_groups``; ``max_waste`` default: 0 on a CPU,
+    ``MAX_STACK_WASTE`` elsewhere)."""
     by_handle: dict[int, list[str]] = {}
     for name, (handle, _) in plan.items():
         by_handle.setdefault(id(handle), []).append(name)
@@ -108,7 +110,10 @@ def run_passes(plan: dict[str, tuple], max_waste: float = MAX_STACK_WASTE) -> di
     for names in by_handle.values():
         handle = plan[names[0]][0]
         batches = [plan[n][1] for n in names]
-        for group in stack_groups(batches, max_waste):
+        waste = max_waste
+        if waste is None:
+            waste = CPU_STACK_WASTE if batches[0].ids_B_L.device.type == "cpu" else MAX_STACK_WASTE
+        for group in stack_groups(batches, waste):
             for k, h in zip(group, stacked_hidden(handle, [batches[k] for k in group])):
                 hidden[names[k]] = h
     return hidden
