@@ -129,8 +129,9 @@ def test_sigkill_at_seeded_points_then_resume_equals_uninterrupted(tmp_path):
     reference = _start(ref_dir)  # runs alongside the chain
     log: list[str] = []
 
-    # 1. outside kill during start-up (model load / first rollout)
-    proc = _start(out)
+    # 1. outside kill during start-up (model load / first steps); slowed checkpoint writes keep a
+    # whole run (~4.5 s unslowed on an idle 2-core machine) from ending inside the 3 s delay
+    proc = _start(out, "slow@0.3")
     delay = rng.uniform(0.5, 3.0)
     killed = _kill_when(proc, lambda: True, delay_s=delay)
     _finish(proc)
