@@ -82,6 +82,7 @@ def test_each_method_takes_a_finite_step_that_changes_the_adapter(tmp_path, over
         assert row["accuracy"] == pytest.approx(1 / 3)  # one scripted sample in three is right
     if name == "purified-opsd" or trainer.cfg.method.diagnostics:
         assert -1 <= row["pmi/cos_total_ref"] <= 1 and 0 <= row["pmi/tanh_clip_frac"] <= 1
+        assert 0 <= row["pmi/norm_ratio_frac_above_1"] <= 1 and row["pmi/kl_ratio_ref_median"] >= 0
     if trainer.cfg.method.antisd:  # first step sets the entropy level, so the gate is open
         assert row["antisd/lambda"] == 0.5 and row["antisd/u_mean"] is not None
     if name == "sdpo":
@@ -263,4 +264,8 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk)
     assert res.sums["pmi_n"] == n
     for key, src in step_mod.ChunkStats.KEYS:
         assert res.sums[key] / n == pytest.approx(float(want[src]), rel=1e-3, abs=1e-4), key
+    ratio = want["norm_ratio_ref_total_per_position"]
+    far = (ratio - 1).abs() > 1e-3  # positions clearly on one side of 1 decide the count
+    assert abs(res.sums["norm_ratio_above_1"] - float((ratio > 1).sum())) <= float((~far).sum())
+    torch.testing.assert_close(res.kl_ratio_N.double(), want["kl_ratio_ref_per_position"], rtol=2e-3, atol=1e-4)
     trainer.close()

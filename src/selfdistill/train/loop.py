@@ -300,6 +300,10 @@ class Trainer:
         if "pmi_n" in g:
             for key in ("cos_total_ref", "cos_total_it", "norm_ratio_ref_total", "kl_ratio_ref", "tanh_clip_frac"):
                 row[f"pmi/{key}"] = ratio(key, "pmi_n")
+            row["pmi/norm_ratio_frac_above_1"] = ratio("norm_ratio_above_1", "pmi_n")
+            per_pos = [r.kl_ratio_N for r in results if r.kl_ratio_N is not None]
+            row["pmi/kl_ratio_ref_median"] = quantiles(
+                self._gather_values(torch.cat(per_pos) if per_pos else torch.zeros(0)))[1]
         if self.cfg.method.name in ("grpo", "srpo"):
             row["grpo/zero_signal_frac"] = g["zero_signal"] / self.world
         if self.cfg.method.antisd:

@@ -87,6 +87,7 @@ class MicroResult:
     divergence_B_T: Tensor | None = None  # detached per-token divergence (distill tokens)
     divergence_mask_B_T: Tensor | None = None
     sums: dict[str, float] = field(default_factory=dict)  # metric numerators / denominators
+    kl_ratio_N: Tensor | None = None  # per-position KL(T||R) / KL(T||S) (diagnostics), for medians
 
 
 def _to(batch, device):
@@ -277,6 +278,8 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
         loss = loss + d_loss.float()
         res.divergence_B_T, res.divergence_mask_B_T = div, mask
         res.sums.update(stats.sums)
+        if diagnostics:
+            res.kl_ratio_N = torch.cat(stats.kl_ratio) if stats.kl_ratio else torch.zeros(0)
     if mb.pg_mask_B_T is not None:
         ids = student.response_ids_B_T
         logp = token_logprobs(student_h, w_student, ids, chunk, softcap)
@@ -310,10 +313,11 @@ class ChunkStats:
         self.clip, self.center = cfg.objective.purified_clip, cfg.objective.purified_center
         self.entropy, self.diagnostics = entropy, diagnostics
         self.sums: dict[str, float] = {}
+        self.kl_ratio: list[Tensor] = []
         if entropy:
             self.sums.update(teacher_entropy=0.0, teacher_entropy_n=0.0)
         if diagnostics:
-            self.sums.update({"pmi_n": 0.0, **{key: 0.0 for key, _ in self.KEYS}})
+            self.sums.update({"pmi_n": 0.0, "norm_ratio_above_1": 0.0, **{key: 0.0 for key, _ in self.KEYS}})
 
     def __call__(self, logits: Mapping[str, Tensor]) -> None:
         teacher = logits["teacher"]
@@ -327,3 +331,5 @@ class ChunkStats:
             self.sums["pmi_n"] += n
             for key, src in self.KEYS:
                 self.sums[key] += float(d[src]) * n
+            self.sums["norm_ratio_above_1"] += float((d["norm_ratio_ref_total_per_position"] > 1).sum())
+            self.kl_ratio.append(d["kl_ratio_ref_per_position"].detach().float().cpu())
