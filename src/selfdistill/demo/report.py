@@ -19,7 +19,8 @@ CURVES = [  # (metrics.jsonl key, title)
     ("pmi/norm_ratio_ref_total", "‖Δ_ref‖ / ‖Δ_total‖"),
     ("pmi/cos_total_ref", "cos(Δ_total, Δ_ref)"),
     ("pmi/cos_total_it", "cos(Δ_total, Δ_it)"),
-    ("pmi/kl_ratio_ref", "KL(T‖R) / KL(T‖S)"),
+    ("pmi/kl_ratio_ref_median", "KL(T‖R) / KL(T‖S), median over tokens"),
+    ("pmi/norm_ratio_frac_above_1", "share of tokens with ‖Δ_ref‖ > ‖Δ_total‖"),
 ]
 
 

@@ -21,6 +21,7 @@ CURVES = [  # (metrics.jsonl key, title)
     ("pmi/norm_ratio_ref_total", "‖Δ_ref‖ / ‖Δ_total‖"),
     ("pmi/cos_total_ref", "cos(Δ_total, Δ_ref)"),
     ("pmi/cos_total_it", "cos(Δ_total, Δ_it)"),
+    ("pmi/kl_ratio_ref_median", "KL(T‖R) / KL(T‖S), median over tokens"),
 ]
 TAIL = 3  # training columns average the last TAIL steps (single steps are very noisy)
 
