@@ -78,8 +78,15 @@ def purified_target_logprobs(
     if beta <= 0:
         raise ValueError(f"purified beta must be > 0, got {beta}")
     dtype = compute_dtype(teacher_logits, refonly_logits, anchor_logits)
-    lt, lr, l0 = (log_probs(x, temperature=temperature, dtype=dtype)
-                  for x in (teacher_logits, refonly_logits, anchor_logits))
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if center:
+        # log_softmax only subtracts a per-position constant, which the centring of Delta and the
+        # final log_softmax remove anyway: work on the scaled logits (3 fewer passes over V)
+        lt, lr, l0 = (x.to(dtype) / temperature for x in (teacher_logits, refonly_logits, anchor_logits))
+    else:
+        lt, lr, l0 = (log_probs(x, temperature=temperature, dtype=dtype)
+                      for x in (teacher_logits, refonly_logits, anchor_logits))
     delta = purified_delta(lt, lr, clip=clip, center=center)
     return (l0 + delta / beta).log_softmax(dim=-1)
 
