@@ -175,19 +175,6 @@ def _divergence_kwargs(cfg: TrainConfig) -> dict:
     return kw
 
 
-def _direct_loss(student_h, w_student, hidden, weights, fn, mask, kw, token_w, num_units, softcap, observe):
-    """Unchunked path with one output weight per role (full fine-tuning with a frozen teacher)."""
-    s_logits = obj.project(student_h, w_student, None, softcap)
-    with torch.no_grad():
-        logits = {k: obj.project(h, weights[k], None, softcap) for k, h in hidden.items()}
-        target = fn({**logits, "student": s_logits.detach()})
-        valid = mask.bool()
-        observe({k: v[valid] for k, v in {**logits, "student": s_logits.detach()}.items()})
-    div = obj.generalized_jsd(s_logits, target, mask=mask, **kw)
-    loss = obj.token_mean(div * token_w.to(div.dtype), mask, num_tokens_global=num_units)
-    return loss, div.detach()
-
-
 @dataclass
 class Targets:
     """No-grad passes of one micro-batch: role -> hidden [B, T, H], role -> output weight, the
@@ -264,17 +251,15 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
             # already computed chunk-wise (no [B, T, V] teacher logits are kept)
             token_w = token_w * torch.exp(-cfg.method.entropy_beta * ent)
         kw = _divergence_kwargs(cfg)
-        if chunk:
-            out = obj.chunked_distill_loss(
-                student_h, w_student, target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask,
-                divergence_kwargs=kw, weights_B_T=token_w, logit_softcap=softcap,
-                chunk_size=chunk, num_tokens_global=num_units, target_weights=targets.weights,
-                observe=stats,
-            )
-            d_loss, div = out.loss, out.per_position_B_T
-        else:
-            d_loss, div = _direct_loss(student_h, w_student, targets.hidden, targets.weights, targets.fn,
-                                       mask, kw, token_w, num_units, softcap, stats)
+        # chunked (no [B, T, V] logits) or direct; both feed ChunkStats the same logits
+        loss_fn, extra = ((obj.chunked_distill_loss, {"chunk_size": chunk}) if chunk
+                          else (obj.direct_distill_loss, {}))
+        out = loss_fn(
+            student_h, w_student, target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask,
+            divergence_kwargs=kw, weights_B_T=token_w, logit_softcap=softcap, num_tokens_global=num_units,
+            target_weights=targets.weights, observe=stats, **extra,
+        )
+        d_loss, div = out.loss, out.per_position_B_T
         loss = loss + d_loss.float()
         res.divergence_B_T, res.divergence_mask_B_T = div, mask
         res.sums.update(stats.sums)
@@ -303,7 +288,8 @@ class ChunkStats:
     """Metric sums over the logits the distillation loss projects anyway, one chunk at a time
     (``observe`` of ``objectives.chunked_distill_loss``): the teacher's entropy (nats, summed over
     positions) and, with diagnostics, the Purified-OPSD PMI diagnostics as position-weighted sums
-    (``pmi_n`` positions)."""
+    (``pmi_n`` positions), the count of positions whose norm ratio exceeds 1, and the per-position
+    KL ratios (``kl_ratio``, for the median: their mean is carried by a few positions)."""
 
     KEYS = (("cos_total_ref", "cos_total_ref"), ("cos_total_it", "cos_total_it"),
             ("norm_ratio_ref_total", "norm_ratio_ref_total"), ("kl_ratio_ref", "kl_ratio_ref_mean"),
