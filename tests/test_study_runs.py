@@ -64,7 +64,7 @@ def test_training_curves_and_study_specifics(studies):
     assert gen["guide"] == "teacher" and gen["kept"] == gen["samples"] == 2
     assert (studies / "offline-sft" / "cells" / "sft-guided" / "run" / "final").is_dir()
     sft_rows = (studies / "offline-sft" / "cells" / "sft-guided" / "run" / "metrics.jsonl").read_text().splitlines()
-    assert all(json.loads(r)["time/step_s"] > 0 for r in sft_rows)  # timed like training steps ("train min")
+    assert sft_rows and all(json.loads(r)["time/step_s"] > 0 for r in sft_rows)  # timed like training steps
 
 
 def test_rerun_reuses_finished_cells_and_resumes_an_unfinished_one(studies, capsys):

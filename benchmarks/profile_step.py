@@ -1,0 +1,42 @@
+"""Where the time of one training step goes: torch.profiler over the second step of a recipe at
+the step benchmark's settings (benchmarks/step.py), the top operators by self CPU time.
+
+    .venv/bin/python benchmarks/profile_step.py [opsd|purified-opsd] [--threads 1] [--rows 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from step import COMMON  # benchmarks/ is the script's directory, so this is benchmarks/step.py
+
+
+def main() -> None:
+    from selfdistill.train import load_config
+    from selfdistill.train.loop import Trainer
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", nargs="?", default="opsd")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rows", type=int, default=25)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = load_config(a.recipe, COMMON + [f"model={a.model}", "max_steps=2", f"output_dir={out}",
+                                              "objective.beta=0"])
+        trainer = Trainer(cfg)
+        trainer.train_step(1)  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            row = trainer.train_step(2)
+        trainer.close()
+    print({k: round(v, 2) for k, v in row.items() if k.startswith("time/")})
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.rows))
+
+
+if __name__ == "__main__":
+    main()
