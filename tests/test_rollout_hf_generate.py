@@ -137,3 +137,32 @@ def test_bad_inputs_are_clear_errors(tiny):
         HFGenerate(model, tok).generate([[1, 2], []], GREEDY)
     with pytest.raises(ValueError, match="do_sample=False"):
         SamplingParams(temperature=0.0)
+    with pytest.raises(ValueError, match="sampler='vllm'"):
+        HFGenerate(model, tok, sampler="vllm")
+
+
+@pytest.mark.parametrize("sampler", ["topk", "hf"])
+def test_top_k_1_sampling_is_greedy_with_either_sampler(tiny, prompts, sampler):
+    model, tok = tiny
+    backend = HFGenerate(model, tok, sampler=sampler)
+    greedy = [s.response_ids for s in backend.generate(prompts, GREEDY)]
+    one = SamplingParams(max_new_tokens=10, top_k=1, temperature=1.7, seed=3)
+    assert [s.response_ids for s in backend.generate(prompts, one)] == greedy
+
+
+def test_topk_sampler_draws_only_top_k_tokens(tiny, prompts):
+    """Every drawn token is among the k most likely at its step (checked by re-scoring the
+    sampled sequence with the model), and the draws are not all the argmax."""
+    model, tok = tiny
+    samples = HFGenerate(model, tok).generate(prompts, SamplingParams(max_new_tokens=12, top_k=3,
+                                                                      temperature=2.0, seed=5))
+    not_argmax = 0
+    for s, p in zip(samples, prompts):
+        ids = torch.tensor([p + s.response_ids])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(p) - 1 : -1]
+        top3 = logits.topk(3, dim=-1).indices
+        chosen = torch.tensor(s.response_ids)
+        assert (top3 == chosen[:, None]).any(-1).all()
+        not_argmax += int((top3[:, 0] != chosen).sum())
+    assert not_argmax > 0

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from selfdistill.models.lora import adapter_compute
+
 # Config fields of architectures whose logits are not plain ``hidden @ W.T + b`` (besides the
 # Gemma-style soft-cap, which is honoured).
 _UNSUPPORTED_LOGIT_TRANSFORMS = ("logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -58,12 +60,13 @@ def response_hidden(
             f"response_start={response_start}, T={T} do not fit a batch of length L={L}: "
             "need 1 <= response_start and response_start + T <= L"
         )
-    out = decoder(model)(
-        input_ids=ids_B_L,
-        attention_mask=attention_mask_B_L,
-        position_ids=position_ids_B_L,
-        use_cache=False,
-    )
+    with adapter_compute(model):
+        out = decoder(model)(
+            input_ids=ids_B_L,
+            attention_mask=attention_mask_B_L,
+            position_ids=position_ids_B_L,
+            use_cache=False,
+        )
     return out.last_hidden_state[:, response_start - 1 : response_start - 1 + T]
 
 

@@ -24,12 +24,21 @@ class LoraSettings:
         alpha: scaling numerator; the update is ``(alpha / r) * B @ A``.
         dropout: dropout on the adapter input (0.0 keeps training deterministic).
         target_modules: names of the linear layers that get an adapter.
+        mixed_precision: when the base weights are bf16/fp16, run the adapter's matmuls in that
+            dtype under autocast (``adapter_compute``); the adapter weights, their gradients and
+            the optimizer state stay float32 (peft's default). False computes them in float32,
+            casting every adapter input up (about 1.3x slower per step on a CPU).
     """
 
     r: int = 64
     alpha: int = 128
     dropout: float = 0.0
     target_modules: tuple[str, ...] = field(default=DEFAULT_TARGETS)
+    mixed_precision: bool = True
+
+
+# attribute of a PeftModel: the dtype its adapter matmuls run in under ``adapter_compute``
+_AUTOCAST_ATTR = "selfdistill_adapter_autocast"
 
 
 def apply_lora(model: nn.Module, settings: LoraSettings = LoraSettings()) -> nn.Module:
@@ -59,7 +68,37 @@ def apply_lora(model: nn.Module, settings: LoraSettings = LoraSettings()) -> nn.
     )
     if getattr(model, "is_activation_checkpointing", False):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing need this
-    return get_peft_model(model, config)
+    base_dtype = next(model.parameters()).dtype
+    peft_model = get_peft_model(model, config)
+    adapter_dtype = next(p.dtype for p in peft_model.parameters() if p.requires_grad)
+    if settings.mixed_precision and base_dtype in (torch.bfloat16, torch.float16) and adapter_dtype != base_dtype:
+        setattr(peft_model, _AUTOCAST_ATTR, base_dtype)
+    return peft_model
+
+
+@contextmanager
+def adapter_compute(model: nn.Module) -> Iterator[None]:
+    """Adapter matmuls of a mixed-precision LoRA model (``LoraSettings.mixed_precision``) run in
+    the base dtype inside this block: torch autocast to that dtype, with peft's cast of every
+    adapter input to float32 switched off. Gradients still reach the float32 adapter weights
+    (autocast casts them per op). A no-op for any other model, and while the adapter is
+    disabled (teacher passes of the base must not change)."""
+    dtype = getattr(model, _AUTOCAST_ATTR, None)
+    if dtype is None or not _adapter_enabled(model):
+        yield
+        return
+    from peft.helpers import disable_input_dtype_casting
+
+    device = next(model.parameters()).device.type
+    with torch.autocast(device_type=device, dtype=dtype), disable_input_dtype_casting(model):
+        yield
+
+
+def _adapter_enabled(model: nn.Module) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layer = next((m for m in model.modules() if isinstance(m, BaseTunerLayer)), None)
+    return layer is not None and not layer.disable_adapters
 
 
 def is_lora(model: nn.Module) -> bool:

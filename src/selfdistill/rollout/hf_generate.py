@@ -10,6 +10,7 @@ from torch import nn
 
 from selfdistill.models.forward import eval_mode
 from selfdistill.models.lora import merged_adapter
+from selfdistill.rollout.sampler import TopKSampler
 from selfdistill.rollout.types import Sample, SamplingParams
 
 
@@ -22,12 +23,18 @@ class HFGenerate:
         tokenizer: supplies the eos (always a stop token), the pad id and decoding.
         merge_lora: fold a LoRA adapter into the base weights while generating (faster than the
             unmerged adapter; the base weights are restored bit-exactly afterwards).
+        sampler: ``"topk"`` draws among the top-k candidates only (``rollout.sampler``: the same
+            distribution as HF's warpers, ~20% faster decoding on a CPU); ``"hf"`` uses HF's
+            own sampling over the whole vocabulary.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, *, merge_lora: bool = True):
+    def __init__(self, model: nn.Module, tokenizer, *, merge_lora: bool = True, sampler: str = "topk"):
+        if sampler not in ("topk", "hf"):
+            raise ValueError(f"sampler={sampler!r}: use 'topk' or 'hf'")
         self.model = model
         self.tokenizer = tokenizer
         self.merge_lora = merge_lora
+        self.sampler = sampler
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no eos_token_id: generation could never stop")
 
@@ -44,39 +51,43 @@ class HFGenerate:
         rows = [index for index in range(len(prompt_ids)) for _ in range(params.n)]
         size = batch_size or max(1, len(rows))
         stops = {self.tokenizer.eos_token_id, *params.stop_token_ids}
-        config = self._generation_config(params, sorted(stops))
+        config, processors = self._generation_config(params, sorted(stops))
         samples: list[Sample] = []
         merged = merged_adapter(self.model) if self.merge_lora else nullcontext(self.model)
         with torch.no_grad(), eval_mode(self.model), merged, self._seeded(params.seed):
             for begin in range(0, len(rows), size):
                 chunk = rows[begin : begin + size]
-                new_ids_B_N = self._generate_batch([prompt_ids[i] for i in chunk], config)
+                new_ids_B_N = self._generate_batch([prompt_ids[i] for i in chunk], config, processors)
                 for index, row in zip(chunk, new_ids_B_N.tolist()):
                     samples.append(self._sample(index, row, stops))
         return samples
 
     def _generation_config(self, params: SamplingParams, stops: list[int]):
-        from transformers import GenerationConfig
+        """(GenerationConfig, LogitsProcessorList): with the top-k sampler, generate runs greedy
+        and the last processor makes the draw."""
+        from transformers import GenerationConfig, LogitsProcessorList
 
-        sampling = (
-            {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
-            if params.do_sample
-            else {}
-        )
-        return GenerationConfig(
-            do_sample=params.do_sample,
+        processors = LogitsProcessorList()
+        sampling = {}
+        if params.do_sample and self.sampler == "topk":
+            processors.append(TopKSampler(params.temperature, params.top_k, params.top_p))
+        elif params.do_sample:
+            sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
+        config = GenerationConfig(
+            do_sample=bool(sampling),
             max_new_tokens=params.max_new_tokens,
             eos_token_id=stops,
             pad_token_id=self._pad_id(),
             use_cache=True,
             **sampling,
         )
+        return config, processors
 
     def _pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return self.tokenizer.eos_token_id if pad is None else pad
 
-    def _generate_batch(self, prompts: list[list[int]], config) -> torch.Tensor:
+    def _generate_batch(self, prompts: list[list[int]], config, processors) -> torch.Tensor:
         """Left-pad, generate, return only the new columns ``new_ids_B_N``."""
         L = max(len(ids) for ids in prompts)
         ids_B_L = torch.full((len(prompts), L), self._pad_id(), dtype=torch.long)
@@ -89,6 +100,7 @@ class HFGenerate:
             input_ids=ids_B_L.to(device),
             attention_mask=mask_B_L.to(device),
             generation_config=config,
+            logits_processor=processors,
         )
         return out[:, L:].cpu()
 

@@ -62,6 +62,8 @@ class LoraConfig:
     r: int = _f(64, "LoRA rank")
     alpha: int = _f(128, "LoRA alpha (scale = alpha / r)")
     dropout: float = _f(0.0, "LoRA dropout")
+    mixed_precision: bool = _f(True, "adapter matmuls in the model dtype (bf16/fp16) under autocast; "
+                               "adapter weights and optimizer state stay float32")
     target_modules: list = _f(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "module names that get an adapter",

@@ -90,7 +90,8 @@ def load_policy(cfg: TrainConfig):
     if cfg.lora.enabled:
         lo = cfg.lora
         model = apply_lora(model, LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout,
-                                               target_modules=tuple(lo.target_modules)))
+                                               target_modules=tuple(lo.target_modules),
+                                               mixed_precision=lo.mixed_precision))
     return model, tokenizer
 
 
