@@ -3,11 +3,16 @@ same OPSD configuration in TRL's experimental SDFTTrainer, side by side.
 
     .venv/bin/python benchmarks/step.py [--steps 4] [--warmup 1] [--model smollm2-135m]
 
-Setup (all three): SmolLM2-135M-Instruct (offline alias), bf16 weights, LoRA r 64 alpha 128 on
+Setup (all rows): SmolLM2-135M-Instruct (offline alias), bf16 weights, LoRA r 64 alpha 128 on
 every projection, 8 prompts x 1 rollout x 128 new tokens per step, sampling T 1.1 / top-p 0.95 /
-top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1,
-gradient checkpointing on (TRL's default). Each
-configuration runs in its own process (peak memory = that process's max RSS, model loading
+top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1. Two
+memory settings, each run by both tools:
+
+  CPU settings   (first three rows) micro-batches of 1 rollout (8 accumulated), no gradient
+                 checkpointing: no padding and the least activation memory per backward.
+  TRL defaults   (last two rows) one micro-batch of 8, gradient checkpointing on.
+
+Each configuration runs in its own process (peak memory = that process's max RSS, model loading
 included); the first ``--warmup`` steps are dropped and the median of the rest is reported.
 
 Differences that cannot be removed: TRL's teacher prompt is ``{prompt}\\n\\n{privileged_context}``
@@ -28,23 +33,30 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFIGS = ("selfdistill-opsd", "selfdistill-purified-opsd", "trl-sdft-opsd")
-COMMON = ["prompts_per_step=8", "micro_batch_size=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
+# name -> (micro-batch size, gradient checkpointing); selfdistill rows name their recipe
+CONFIGS = {
+    "selfdistill-opsd": (1, False),
+    "selfdistill-purified-opsd": (1, False),
+    "trl-sdft-opsd": (1, False),
+    "selfdistill-opsd-trl-defaults": (8, True),
+    "trl-sdft-opsd-trl-defaults": (8, True),
+}
+COMMON = ["prompts_per_step=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
           "model.dtype=bfloat16", "logging.tensorboard=false", "logging.progress=false",
-          "logging.rewards_for_all=false", "checkpoint.every=100000",
-          "model.gradient_checkpointing=true"]  # TRL's default, so memory is compared like for like
+          "logging.rewards_for_all=false", "checkpoint.every=100000"]
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run_selfdistill(recipe: str, model: str, steps: int, out: Path) -> list[dict]:
+def run_selfdistill(recipe: str, model: str, steps: int, out: Path, micro: int, checkpointing: bool) -> list[dict]:
     from selfdistill.train import load_config
     from selfdistill.train.loop import Trainer
 
     cfg = load_config(recipe, COMMON + [f"model={model}", f"max_steps={steps}", f"output_dir={out}",
-                                        "objective.beta=0"])
+                                        "objective.beta=0", f"micro_batch_size={micro}",
+                                        f"model.gradient_checkpointing={str(checkpointing).lower()}"])
     trainer = Trainer(cfg)
     rows = []
     for step in range(1, steps + 1):
@@ -56,7 +68,7 @@ def run_selfdistill(recipe: str, model: str, steps: int, out: Path) -> list[dict
     return rows
 
 
-def run_trl(model: str, steps: int, out: Path) -> list[dict]:
+def run_trl(model: str, steps: int, out: Path, micro: int, checkpointing: bool) -> list[dict]:
     import torch
     import transformers
     from datasets import Dataset
@@ -99,13 +111,13 @@ def run_trl(model: str, steps: int, out: Path) -> list[dict]:
                          "score_s": None, "loss_s": total - gen_time["s"]})
 
     args = SDFTConfig(
-        output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+        output_dir=str(out), max_steps=steps, per_device_train_batch_size=micro, gradient_accumulation_steps=8 // micro,
         num_generations=1, max_completion_length=128, temperature=1.1, top_p=0.95, top_k=20,
         learning_rate=5e-6, max_grad_norm=0.1, lr_scheduler_type="constant", warmup_steps=0,
         distillation_mode="full_logits", distillation_alpha=0.0, teacher_model_kind="base",
         distillation_is_clip=None, logging_steps=1, save_strategy="no", report_to="none",
         use_cpu=True, bf16=True, model_init_kwargs={"dtype": torch.bfloat16}, seed=0,
-        gradient_checkpointing=True,
+        gradient_checkpointing=checkpointing,
         max_prompt_length=1024, dataloader_num_workers=0,
     )
     peft = LoraConfig(r=64, lora_alpha=128, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
@@ -127,10 +139,12 @@ def one(name: str, model: str, steps: int, result: Path, threads: int) -> None:
         out = Path(tmp) / "run"
         error = None
         try:
-            if name == "trl-sdft-opsd":
-                rows = run_trl(model, steps, out)
+            micro, checkpointing = CONFIGS[name]
+            if name.startswith("trl-"):
+                rows = run_trl(model, steps, out, micro, checkpointing)
             else:
-                rows = run_selfdistill(name.removeprefix("selfdistill-"), model, steps, out)
+                recipe = name.removeprefix("selfdistill-").removesuffix("-trl-defaults")
+                rows = run_selfdistill(recipe, model, steps, out, micro, checkpointing)
         except Exception as exc:  # noqa: BLE001 - reported in the table, not hidden
             rows, error = [], f"{type(exc).__name__}: {str(exc)[:400]}"
     result.write_text(json.dumps({"rows": rows, "peak_rss_mb": peak_rss_mb(), "error": error}))

@@ -38,6 +38,9 @@ CASES = [
     ("purified", {}, dict(beta=0.5, support="student_topk", topk=4)),
     ("trust_region", dict(r=0.3), dict(beta=0.5, support="teacher_topk", topk=3, tail=False)),
     ("purified", dict(anchor="student"), dict(beta=0.5)),
+    # beta 0 / 1 on the full vocabulary take the closed-form gradient (kl_with_logit_grad)
+    ("raw", {}, dict(beta=1.0, temperature=0.8, token_clip=0.05)),
+    ("purified", {}, dict(beta=1.0)),
 ]
 
 
@@ -56,16 +59,17 @@ def test_chunked_equals_direct(target, target_kw, div_kw, chunk_size):
     assert float(direct.loss.detach()) > 0 and all(float(g.abs().sum()) > 0 for g in g_direct)
 
 
-def test_weights_topk_ids_softcap_and_global_count():
-    student, weight, b, hidden, mask = setup(seed=5)
+@pytest.mark.parametrize("closed_form", [False, True])
+def test_weights_topk_ids_softcap_and_global_count(closed_form):
+    student, weight, b, hidden, mask = setup(seed=5, bias=closed_form)
     g = torch.Generator().manual_seed(9)
     weights = torch.rand(B, T, generator=g, dtype=torch.float64)
     topk_ids = torch.randint(0, V, (B, T, 4), generator=g)
+    div_kw = dict(beta=0.0, token_clip=0.1, temperature=1.3) if closed_form else dict(beta=0.5, topk_ids=topk_ids)
     kw = dict(target_hidden=hidden, target_fn=make_target_fn("purified"), mask_B_T=mask,
-              divergence_kwargs=dict(beta=0.5, topk_ids=topk_ids), weights_B_T=weights,
-              logit_softcap=3.0, num_tokens_global=40)
-    direct, g_direct = run(direct_distill_loss, student, weight, None, **kw)
-    chunked, g_chunked = run(chunked_distill_loss, student, weight, None, chunk_size=4, **kw)
+              divergence_kwargs=div_kw, weights_B_T=weights, logit_softcap=3.0, num_tokens_global=40)
+    direct, g_direct = run(direct_distill_loss, student, weight, b, **kw)
+    chunked, g_chunked = run(chunked_distill_loss, student, weight, b, chunk_size=4, **kw)
     torch.testing.assert_close(chunked.loss, direct.loss)
     for gc, gd in zip(g_chunked, g_direct):
         torch.testing.assert_close(gc, gd)
@@ -98,10 +102,11 @@ def test_bad_inputs_raise():
                              divergence_kwargs={"mask": mask})
 
 
-def test_bfloat16_hidden_states_close_to_float64():
+@pytest.mark.parametrize("beta", [0.5, 0.0])
+def test_bfloat16_hidden_states_close_to_float64(beta):
     student, weight, _, hidden, mask = setup(seed=7)
     kw = dict(target_hidden=hidden, target_fn=make_target_fn("purified"), mask_B_T=mask,
-              divergence_kwargs=dict(beta=0.5))
+              divergence_kwargs=dict(beta=beta))
     _, (gh64, gw64) = run(direct_distill_loss, student, weight, None, **kw)
     s16 = student.detach().bfloat16().requires_grad_(True)
     w16 = weight.detach().bfloat16().requires_grad_(True)

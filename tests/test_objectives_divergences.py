@@ -242,3 +242,28 @@ def test_each_clipped_term_is_bounded(seed, beta, clip):
     terms = divergence_terms(s.log_softmax(-1), t, beta).clamp(max=clip)
     assert bool((terms <= clip).all())
     torch.testing.assert_close(generalized_jsd(s, t, beta=beta, token_clip=clip), terms.sum(-1))
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), beta=st.sampled_from([0.0, 1.0]), tau=st.floats(0.5, 2.0),
+       clip=st.one_of(st.none(), st.floats(0.001, 0.5)), zeros=st.integers(0, 3))
+def test_closed_form_kl_gradient_equals_autograd_float64(seed, beta, tau, clip, zeros):
+    """kl_with_logit_grad: value and d/d logits equal generalized_jsd + autograd (float64), with
+    zero-probability target entries and clamped terms; the caller's logits are not modified."""
+    from selfdistill.objectives.divergences import kl_with_logit_grad
+
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(4, 11, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    t = torch.randn(4, 11, generator=g, dtype=torch.float64) * 2
+    if beta == 0.0 and zeros:
+        t[:, :zeros] = -math.inf  # P_t = 0 there (forward KL is finite)
+    t = t.log_softmax(-1)
+    want = generalized_jsd(z, t, beta=beta, temperature=tau, token_clip=clip)
+    (want_grad,) = torch.autograd.grad(want.sum(), z)
+    before = z.detach().clone()
+    div, grad = kl_with_logit_grad(z.detach(), t, beta=beta, temperature=tau, token_clip=clip)
+    assert torch.equal(z.detach(), before)
+    torch.testing.assert_close(div, want.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="beta 0"):
+        kl_with_logit_grad(z.detach(), t, beta=0.5)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .aggregate import token_mean
-from .divergences import generalized_jsd
+from .divergences import generalized_jsd, kl_with_logit_grad
 
 TargetFn = Callable[[Mapping[str, Tensor]], Tensor]
 
@@ -52,6 +52,11 @@ class _ChunkedDistill(torch.autograd.Function):
             rows = slice(start, start + chunk_size)
             logits = {k: project(v[rows], *target_weights.get(k, (weight_V_H, bias_V)), softcap)
                       for k, v in targets_N_H.items()}
+            if _closed_form(div_kwargs, topk_ids_N_K):
+                div = _closed_form_chunk(student_N_H[rows], weight_V_H, bias_V, coef_N[rows], logits, target_fn,
+                                         div_kwargs, softcap, observe, grads=(grad_h, grad_w, grad_b), rows=rows)
+                per_pos.append(div)
+                continue
             with torch.enable_grad():
                 h = student_N_H[rows].detach().requires_grad_(need_h)
                 w = weight_V_H.detach().requires_grad_(need_w)
@@ -91,6 +96,41 @@ class _ChunkedDistill(torch.autograd.Function):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         scale = lambda g: None if g is None else g * grad_loss.to(g.dtype)  # noqa: E731
         return scale(grad_h), scale(grad_w), scale(grad_b), *([None] * 10)
+
+
+def _closed_form(div_kwargs: Mapping, topk_ids_N_K: Tensor | None) -> bool:
+    """Forward or reverse KL on the full vocabulary: the chunk's gradient has a closed form."""
+    return (topk_ids_N_K is None and div_kwargs.get("support", "full") == "full"
+            and float(div_kwargs.get("beta", 0.5)) in (0.0, 1.0))
+
+
+@torch.no_grad()
+def _closed_form_chunk(h_N_H, weight_V_H, bias_V, coef_N, logits, target_fn, div_kwargs, softcap, observe,
+                       *, grads, rows) -> Tensor:
+    """One chunk of ``_ChunkedDistill.forward`` without an autograd graph: the per-position
+    divergence and its logit gradient from ``kl_with_logit_grad``, chained through the soft-cap
+    and the output layer into ``grads`` = (grad_h [N, H] rows, grad_w [V, H], grad_b [V])."""
+    grad_h, grad_w, grad_b = grads
+    s_logits = project(h_N_H, weight_V_H, bias_V, softcap)
+    target = target_fn({**logits, "student": s_logits})
+    if observe is not None:
+        observe({**logits, "student": s_logits})
+    logits.clear()
+    kw = {k: v for k, v in div_kwargs.items() if k in ("beta", "temperature", "token_clip")}
+    div, g = kl_with_logit_grad(s_logits, target, **kw)
+    del target
+    g.mul_(coef_N.to(g.dtype)[:, None])
+    if softcap is not None:  # d (cap tanh(x / cap)) / dx = 1 - (logits / cap)^2
+        g.mul_(1.0 - (s_logits.to(g.dtype) / softcap).square_())
+    del s_logits
+    if grad_b is not None:
+        grad_b += g.sum(0)
+    g = g.to(h_N_H.dtype)
+    if grad_h is not None:
+        grad_h[rows] = g @ weight_V_H.to(h_N_H.dtype)
+    if grad_w is not None:
+        grad_w += (g.T @ h_N_H).to(grad_w.dtype)
+    return div
 
 
 def _validate(student_hidden_B_T_H: Tensor, target_hidden: Mapping[str, Tensor], mask_B_T: Tensor,

@@ -178,3 +178,56 @@ def forward_kl(student_logits: Tensor, target_logprobs: Tensor, **kwargs) -> Ten
 def reverse_kl(student_logits: Tensor, target_logprobs: Tensor, **kwargs) -> Tensor:
     """KL(student || target) per position [..., T]; same keywords as :func:`generalized_jsd`."""
     return generalized_jsd(student_logits, target_logprobs, beta=1.0, **kwargs)
+
+
+def kl_with_logit_grad(
+    student_logits_N_V: Tensor,
+    target_logprobs_N_V: Tensor,
+    *,
+    beta: float = 0.0,
+    temperature: float = 1.0,
+    token_clip: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Forward (``beta = 0``) or reverse (``beta = 1``) KL on the full vocabulary, per position,
+    with its gradient w.r.t. the student logits in closed form (no autograd graph).
+
+    Same value as :func:`generalized_jsd` with these keywords (token_clip clamps each vocabulary
+    term; a clamped term passes no gradient, as ``clamp``'s does not), in about a third of the
+    time of building and back-propagating its graph. With ``s = log_softmax(z / tau)``, ``g_v =
+    d div / d s_v`` (``-P_t`` forward, ``P_s (s - t + 1)`` reverse, 0 where clamped), the gradient is
+    ``(g - P_s * sum(g)) / tau``.
+
+    Returns ``(div_N, grad_N_V)``: nats per position and ``d div_n / d z_{n, v}``, both float32
+    (float64 if an input is float64). The target is treated as a constant.
+    """
+    if beta not in (0.0, 1.0):
+        raise ValueError(f"kl_with_logit_grad covers beta 0 (forward KL) or 1 (reverse KL), got {beta}")
+    _check(student_logits_N_V, target_logprobs_N_V, None, beta, temperature, token_clip)
+    # in-place arithmetic on few [N, V] buffers: on a CPU a fresh large tensor costs more in page
+    # faults than the arithmetic that fills it
+    dtype = compute_dtype(student_logits_N_V, target_logprobs_N_V)
+    s = student_logits_N_V.detach().to(dtype, copy=True)
+    if temperature != 1.0:
+        s.div_(temperature)
+    s.sub_(torch.logsumexp(s, dim=-1, keepdim=True))  # log P_s
+    t = target_logprobs_N_V.detach().to(dtype)
+    if beta == 0.0:
+        g = t.exp()  # P_t, then d div / d s = -P_t
+        # P_t (t - s), 0 where P_t = 0 (t = -inf is floored to a finite value times 0)
+        terms = t.clamp(min=torch.finfo(dtype).min).sub_(s).mul_(g)
+        g.neg_()
+        p_s = s.exp_()
+    else:
+        p_s = s.exp()
+        terms = (s - t).mul_(p_s)  # P_s (s - t)
+        g = terms + p_s  # P_s (s - t + 1)
+        del s
+    if token_clip is not None:
+        g.masked_fill_(terms > token_clip, 0.0)
+        terms.clamp_(max=token_clip)
+    div = terms.sum(dim=-1)
+    del terms
+    grad = g.sub_(p_s.mul_(g.sum(dim=-1, keepdim=True)))
+    if temperature != 1.0:
+        grad.div_(temperature)
+    return div, grad

@@ -205,6 +205,9 @@ class TrainConfig:
     tiny_sizes: bool = _f(True, "with model=tiny-random, use the smoke sizes of TINY_SIZES for every "
                           "key not set explicitly on the command line (false keeps the recipe's)")
     contexts: dict = _f({}, "options passed to selfdistill.contexts.ContextConfig")
+    cpu_allocator: str = _f("keep", "glibc malloc of a CPU run: keep (large freed blocks stay in the heap "
+                            "for reuse: ~3x faster loss math, resident memory stays at its peak) or "
+                            "system (glibc's defaults)", ("keep", "system"))
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -64,6 +64,10 @@ class Trainer:
                 f"{self.out} already holds checkpoints of a run: pass resume=true to continue it, "
                 "or choose another output_dir"
             )
+        if cfg.cpu_allocator == "keep" and self.acc.device.type == "cpu":
+            from .allocator import keep_freed_memory
+
+            keep_freed_memory()
         _seed_everything(cfg.seed)
         self.data = load_data(cfg)  # before the model: bad data fails in seconds
         from selfdistill.contexts import Renderer
