@@ -1,11 +1,14 @@
 """Seconds of the loss math of one chunk, alone, at a training step's shapes: what a step spends
 outside the model's own passes (docs/benchmarks/step.md, "time outside the model's passes").
 
-    .venv/bin/python benchmarks/loss_math.py [--positions 256] [--vocab 49152] [--chunks 4] [--threads 2]
+    .venv/bin/python benchmarks/loss_math.py [--positions 256] [--vocab 49152] [--chunks 4] [--threads 2] \
+        [--allocator keep|system]
 
 Defaults are the step benchmark's: 256-position chunks of SmolLM2-135M (V 49,152, H 576), bf16
 logits, 4 chunks per step (8 prompts x 128 tokens). Random logits; medians of ``--repeats`` runs
 after one warm-up. The rows are the pieces `train.step.compute_loss` runs per chunk.
+``--allocator keep`` (default) is what a training run uses on a CPU (``cpu_allocator=keep``,
+``selfdistill.train.allocator``); ``system`` leaves glibc's defaults.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=4, help="chunks per training step")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--allocator", choices=("keep", "system"), default="keep")
     a = p.parse_args()
+    if a.allocator == "keep":
+        from selfdistill.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
     torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(0)
     hidden = {k: torch.randn(a.positions, a.hidden, generator=g).bfloat16()
@@ -66,7 +74,7 @@ def main() -> None:
          "purified"),
         ("PMI diagnostics", lambda: obj.pmi_diagnostics(lg["teacher"], lg["refonly"], lg["student"]), "purified"),
     ]
-    print(f"{a.positions} positions x V {a.vocab}, bf16 logits, {a.threads} threads, "
+    print(f"{a.positions} positions x V {a.vocab}, bf16 logits, {a.threads} threads, allocator {a.allocator}, "
           f"{a.chunks} chunks per step, median of {a.repeats}\n")
     print("| piece | s per chunk | s per step | counted for |")
     print("|---|---|---|---|")

@@ -1,5 +1,6 @@
 """Where the time of one training step goes: torch.profiler over the second step of a recipe at
-the step benchmark's settings (benchmarks/step.py), the top operators by self CPU time.
+the step benchmark's settings (benchmarks/step.py; the CPU-settings rows: 1-rollout micro-batches,
+no gradient checkpointing), the top operators by self CPU time.
 
     .venv/bin/python benchmarks/profile_step.py [opsd|purified-opsd] [--threads 1] [--rows 25]
 """
@@ -12,7 +13,7 @@ import tempfile
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from step import COMMON  # benchmarks/ is the script's directory, so this is benchmarks/step.py
+from step import COMMON, CONFIGS  # benchmarks/ is the script's directory, so this is benchmarks/step.py
 
 
 def main() -> None:
@@ -27,8 +28,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as out:
+        micro, checkpointing = CONFIGS[f"selfdistill-{a.recipe}"]
         cfg = load_config(a.recipe, COMMON + [f"model={a.model}", "max_steps=2", f"output_dir={out}",
-                                              "objective.beta=0"])
+                                              "objective.beta=0", f"micro_batch_size={micro}",
+                                              f"model.gradient_checkpointing={str(checkpointing).lower()}"])
         trainer = Trainer(cfg)
         trainer.train_step(1)  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
