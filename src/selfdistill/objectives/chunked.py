@@ -7,6 +7,10 @@ its gradient w.r.t. the student hidden states / output weight inside the forward
 ``autograd.Function``), and keeps only those gradients ([N, H] and [V, H]). Nothing of size
 [chunk, V] survives a chunk, and no pass is recomputed in backward. Double backward is not
 supported. Masked positions are skipped entirely.
+
+For forward or reverse KL on the full vocabulary (beta 0 or 1, no top-k support) the chunk's
+divergence and logit gradient come in closed form from ``divergences.kl_with_logit_grad``
+(no autograd graph, ~3x faster); other settings back-propagate ``generalized_jsd`` per chunk.
 """
 
 from __future__ import annotations
