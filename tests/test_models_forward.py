@@ -118,14 +118,16 @@ def test_lora_trainable_count_and_disabled_adapter_equals_base(tiny):
         apply_lora(copy.deepcopy(tiny[0]), LoraSettings(target_modules=("qkv",)))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_merged_adapter_equals_unmerged_and_restores_base_exactly(tiny, dtype):
+@pytest.mark.parametrize("dtype,b_scale", [("float32", 0.5), ("bfloat16", 0.5), ("bfloat16", 1e-3)])
+def test_merged_adapter_equals_unmerged_and_restores_base_exactly(tiny, dtype, b_scale):
+    """Large updates (B ~ 0.5) make most entries miss the round trip (dense copies); a
+    trained-size update (B ~ 1e-3) only a few (the saved-entry list)."""
     model = copy.deepcopy(tiny[0]).to(getattr(torch, dtype))
     lora = apply_lora(model, LoraSettings(r=4, alpha=8)).eval()
     with torch.no_grad():
         for name, p in lora.named_parameters():
             if "lora_B" in name:
-                p.normal_(0, 0.5)
+                p.normal_(0, b_scale)
     before = {n: p.clone() for n, p in lora.named_parameters()}
     ids, mask, pos, start, T = left_padded(PROMPTS, RESPONSES)
     with torch.no_grad():
@@ -136,7 +138,7 @@ def test_merged_adapter_equals_unmerged_and_restores_base_exactly(tiny, dtype):
             assert changed and all("base_layer" in n for n in changed)
     if dtype == "float32":
         torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-4)
-    else:  # bf16 rounds W + BA once: close on average, and far closer than the base model is
+    elif b_scale > 0.1:  # bf16 rounds W + BA once: close on average, far closer than the base is
         with torch.no_grad(), lora.disable_adapter():
             base = response_logits(lora, ids, mask, pos, start, T).float()
         error = (merged - unmerged).abs().mean()
