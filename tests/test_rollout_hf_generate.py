@@ -166,3 +166,24 @@ def test_topk_sampler_draws_only_top_k_tokens(tiny, prompts):
         assert (top3 == chosen[:, None]).any(-1).all()
         not_argmax += int((top3[:, 0] != chosen).sum())
     assert not_argmax > 0
+
+
+def test_output_layer_sees_a_contiguous_input_while_generating(tiny, prompts):
+    """HF's prefill projects a strided ``hidden[:, -1:, :]``; with a frozen head (LoRA) torch then
+    copies the weight expanded to [B, H, V] (453 MB for SmolLM2 x 8 rows). HFGenerate hands the
+    head a contiguous input; the hook is gone afterwards."""
+    model, tok = tiny
+    lora = apply_lora(copy.deepcopy(model), LoraSettings(r=4, alpha=8))
+    head = lora.get_output_embeddings()
+    seen = []
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    try:
+        HFGenerate(lora, tok).generate(prompts, SamplingParams(max_new_tokens=3, seed=0))
+        assert seen and all(seen)
+        seen.clear()
+        with torch.no_grad():  # the same strided view outside generate is not made contiguous
+            hidden = lora.get_decoder()(input_ids=torch.tensor([prompts[1]] * 2)).last_hidden_state
+            head(hidden[:, -1:, :])
+        assert seen == [False]
+    finally:
+        handle.remove()
