@@ -125,8 +125,9 @@ def merged_adapter(model: nn.Module) -> Iterator[nn.Module]:
     are saved (their indices and original values), so the restore (subtract ``D``, recomputed
     bit-identically, then put the saved entries back) is bit-exact without keeping a copy of the
     weights (0.5% of the entries for a SmolLM2 adapter with B ~ 1e-3; a layer where the list would
-    be larger than the weight keeps a dense copy instead). The adapter branch is disabled while merged. Use only under ``torch.no_grad()``
-    (generation). A plain model, or one inside ``disable_adapter()``, passes through unchanged.
+    be larger than the weight keeps a dense copy instead). The adapter branch is disabled while
+    merged. Use only under ``torch.no_grad()`` (generation). A plain model, or one inside
+    ``disable_adapter()``, passes through unchanged.
     """
     from peft.tuners.lora import LoraLayer
 

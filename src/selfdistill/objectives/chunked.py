@@ -52,11 +52,12 @@ class _ChunkedDistill(torch.autograd.Function):
         grad_w = acc(weight_V_H) if need_w else None
         grad_b = acc(bias_V) if need_b else None
         per_pos = []
+        closed_form = _closed_form(div_kwargs, topk_ids_N_K)
         for start in range(0, n, chunk_size):
             rows = slice(start, start + chunk_size)
             logits = {k: project(v[rows], *target_weights.get(k, (weight_V_H, bias_V)), softcap)
                       for k, v in targets_N_H.items()}
-            if _closed_form(div_kwargs, topk_ids_N_K):
+            if closed_form:
                 div = _closed_form_chunk(student_N_H[rows], weight_V_H, bias_V, coef_N[rows], logits, target_fn,
                                          div_kwargs, softcap, observe, grads=(grad_h, grad_w, grad_b), rows=rows)
                 per_pos.append(div)
@@ -67,9 +68,7 @@ class _ChunkedDistill(torch.autograd.Function):
                 b = None if bias_V is None else bias_V.detach().requires_grad_(need_b)
                 s_logits = project(h, w, b, softcap)
                 with torch.no_grad():
-                    target = target_fn({**logits, "student": s_logits.detach()})
-                    if observe is not None:
-                        observe({**logits, "student": s_logits.detach()})
+                    target = _target_and_observe(logits, s_logits.detach(), target_fn, observe)
                 del logits
                 kw = dict(div_kwargs)
                 if topk_ids_N_K is not None:
@@ -108,6 +107,14 @@ def _closed_form(div_kwargs: Mapping, topk_ids_N_K: Tensor | None) -> bool:
             and float(div_kwargs.get("beta", 0.5)) in (0.0, 1.0))
 
 
+def _target_and_observe(logits: dict, student_logits: Tensor, target_fn, observe) -> Tensor:
+    """The chunk's target log-probs; ``observe`` sees the same role logits (no grad)."""
+    roles = {**logits, "student": student_logits}
+    if observe is not None:
+        observe(roles)
+    return target_fn(roles)
+
+
 @torch.no_grad()
 def _closed_form_chunk(h_N_H, weight_V_H, bias_V, coef_N, logits, target_fn, div_kwargs, softcap, observe,
                        *, grads, rows) -> Tensor:
@@ -116,9 +123,7 @@ def _closed_form_chunk(h_N_H, weight_V_H, bias_V, coef_N, logits, target_fn, div
     and the output layer into ``grads`` = (grad_h [N, H] rows, grad_w [V, H], grad_b [V])."""
     grad_h, grad_w, grad_b = grads
     s_logits = project(h_N_H, weight_V_H, bias_V, softcap)
-    target = target_fn({**logits, "student": s_logits})
-    if observe is not None:
-        observe({**logits, "student": s_logits})
+    target = _target_and_observe(logits, s_logits, target_fn, observe)
     logits.clear()
     kw = {k: v for k, v in div_kwargs.items() if k in ("beta", "temperature", "token_clip")}
     div, g = kl_with_logit_grad(s_logits, target, **kw)
@@ -131,7 +136,7 @@ def _closed_form_chunk(h_N_H, weight_V_H, bias_V, coef_N, logits, target_fn, div
         grad_b += g.sum(0)
     g = g.to(h_N_H.dtype)
     if grad_h is not None:
-        grad_h[rows] = g @ weight_V_H.to(h_N_H.dtype)
+        grad_h[rows] = g @ weight_V_H
     if grad_w is not None:
         grad_w += (g.T @ h_N_H).to(grad_w.dtype)
     return div

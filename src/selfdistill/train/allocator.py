@@ -32,11 +32,11 @@ def keep_freed_memory() -> bool:
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-        gnu = libc.gnu_get_libc_version  # glibc only
-    except (OSError, AttributeError, TypeError):
+    except (OSError, TypeError):
+        libc = None
+    if libc is None or not hasattr(libc, "gnu_get_libc_version"):  # glibc only
         log.info("not glibc: cpu_allocator=keep has no effect here")
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    del gnu
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))

@@ -1,0 +1,129 @@
+"""The CPU speed and memory pieces of docs/training.md "Speed on a CPU", each on or off, on one model:
+
+    .venv/bin/python benchmarks/components.py [--model smollm2-135m] [--threads 2] [--repeats 3]
+
+1. rollout sampler: HFGenerate(sampler="topk") vs "hf", 8 prompts x 128 sampled tokens (T 1.1,
+   top-p 0.95, top-k 20), generation forced to the cap; best wall seconds of --repeats.
+2. LoRA compute: student forward + backward of one 325-token row through ``response_hidden``,
+   mixed precision (bf16 adapter matmuls) vs float32 adapter compute; best of --repeats.
+3. sampling memory: peak resident memory added by one prefill (1 new token) with the output
+   layer's input made contiguous (default) vs HF's strided slice; and the exact-restore merge:
+   seconds for merge + restore and the share of weight entries it had to save.
+
+LoRA r 64 on all seven projections with B ~ N(0, 1e-3) (a trained-looking adapter), bf16 weights.
+Peak memory uses /proc/self/clear_refs (Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+
+import selfdistill.rollout.hf_generate as hf_generate
+from generate import QUESTIONS, _NeverStops  # benchmarks/ is the script's directory
+from selfdistill.models import LoraSettings, apply_lora, load_model, merged_adapter, response_hidden
+from selfdistill.models.lora import _AUTOCAST_ATTR, _delta
+from selfdistill.rollout import HFGenerate, SamplingParams
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def rss_gb() -> tuple[float, float]:
+    """(peak since the last reset, current) resident memory in GB."""
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Vm"))
+    return int(status["VmHWM"].split()[0]) / 1e6, int(status["VmRSS"].split()[0]) / 1e6
+
+
+def prefill_peak_gb(backend, prompts) -> float:
+    backend.generate(prompts, SamplingParams(max_new_tokens=1, seed=0))  # warm-up: heap, caches
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak to the current resident size
+    before = rss_gb()[1]
+    backend.generate(prompts, SamplingParams(max_new_tokens=1, seed=0))
+    return rss_gb()[0] - before
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    model, tok = load_model(a.model, dtype="bfloat16")
+    lora = apply_lora(model, LoraSettings())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 1e-3)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": QUESTIONS[i]}], add_generation_prompt=True)
+               ["input_ids"] for i in range(8)]
+    rows = []
+
+    params = SamplingParams(temperature=1.1, top_p=0.95, top_k=20, max_new_tokens=128, seed=1)
+    for sampler in ("topk", "hf"):
+        backend = HFGenerate(lora, _NeverStops(tok), sampler=sampler)
+        rows.append((f"rollout 8 x 128 tokens, sampler={sampler}", f"{best(lambda: backend.generate(prompts, params), a.repeats):.2f} s"))
+
+    ids = torch.randint(100, 40000, (1, 325), generator=torch.Generator().manual_seed(0))
+    batch = (ids, torch.ones_like(ids), torch.arange(325)[None], 197, 128)
+    direction = torch.randn(1, 128, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    lora.train()
+    saved = getattr(lora, _AUTOCAST_ATTR)
+    for mixed in (True, False):
+        if not mixed:
+            delattr(lora, _AUTOCAST_ATTR)
+
+        def fwd_bwd():
+            (response_hidden(lora, *batch).float() * direction).sum().backward()
+
+        fwd_bwd()
+        rows.append((f"student fwd+bwd, 325-token row, lora mixed_precision={mixed}", f"{best(fwd_bwd, a.repeats):.2f} s"))
+    setattr(lora, _AUTOCAST_ATTR, saved)
+    lora.zero_grad(set_to_none=True)
+    lora.eval()
+
+    backend = HFGenerate(lora, tok)
+    rows.append(("prefill peak memory added, contiguous head input", f"{prefill_peak_gb(backend, prompts):.2f} GB"))
+    real = hf_generate._contiguous_head_input
+    hf_generate._contiguous_head_input = lambda model: contextlib.nullcontext()
+    try:
+        rows.append(("prefill peak memory added, HF's strided slice", f"{prefill_peak_gb(backend, prompts):.2f} GB"))
+    finally:
+        hf_generate._contiguous_head_input = real
+
+    def merge_restore():
+        with torch.no_grad(), merged_adapter(lora):
+            pass
+
+    rows.append(("exact-restore merge + restore", f"{best(merge_restore, a.repeats):.2f} s"))
+    from peft.tuners.lora import LoraLayer
+
+    lost = total = 0
+    with torch.no_grad():
+        for module in (m for m in lora.modules() if isinstance(m, LoraLayer)):
+            w = module.get_base_layer().weight
+            d = _delta(module, w.dtype)
+            lost += int(((w + d - d) != w).sum())
+            total += w.numel()
+    rows.append(("weight entries the merge saves (W + D - D != W)", f"{lost / total:.2%} of {total:,}"))
+
+    print(f"model {a.model}, bf16, LoRA r 64 (B ~ 1e-3), {a.threads} threads, best of {a.repeats}\n")
+    print("| piece | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
