@@ -28,10 +28,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as out:
-        micro, checkpointing = CONFIGS[f"selfdistill-{a.recipe}"]
+        micro, checkpointing, extra = CONFIGS[f"selfdistill-{a.recipe}"]
         cfg = load_config(a.recipe, COMMON + [f"model={a.model}", "max_steps=2", f"output_dir={out}",
                                               "objective.beta=0", f"micro_batch_size={micro}",
-                                              f"model.gradient_checkpointing={str(checkpointing).lower()}"])
+                                              f"model.gradient_checkpointing={str(checkpointing).lower()}", *extra])
         trainer = Trainer(cfg)
         trainer.train_step(1)  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:

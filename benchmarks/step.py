@@ -8,8 +8,10 @@ every projection, 8 prompts x 1 rollout x 128 new tokens per step, sampling T 1.
 top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1. Two
 memory settings, each run by both tools:
 
-  CPU settings   (first three rows) micro-batches of 1 rollout (8 accumulated), no gradient
+  CPU settings   (first four rows) micro-batches of 1 rollout (8 accumulated), no gradient
                  checkpointing: no padding and the least activation memory per backward.
+                 The ``-unshared`` row is Purified OPSD with ``share_prefixes=false`` (each
+                 no-grad pass runs its whole prompt).
   TRL defaults   (last two rows) one micro-batch of 8, gradient checkpointing on.
 
 Each configuration runs in its own process (peak memory = that process's max RSS, model loading
@@ -33,13 +35,15 @@ import tempfile
 import time
 from pathlib import Path
 
-# name -> (micro-batch size, gradient checkpointing); selfdistill rows name their recipe
+# name -> (micro-batch size, gradient checkpointing, extra selfdistill overrides); selfdistill
+# rows name their recipe
 CONFIGS = {
-    "selfdistill-opsd": (1, False),
-    "selfdistill-purified-opsd": (1, False),
-    "trl-sdft-opsd": (1, False),
-    "selfdistill-opsd-trl-defaults": (8, True),
-    "trl-sdft-opsd-trl-defaults": (8, True),
+    "selfdistill-opsd": (1, False, ()),
+    "selfdistill-purified-opsd": (1, False, ()),
+    "selfdistill-purified-opsd-unshared": (1, False, ("share_prefixes=false",)),
+    "trl-sdft-opsd": (1, False, ()),
+    "selfdistill-opsd-trl-defaults": (8, True, ()),
+    "trl-sdft-opsd-trl-defaults": (8, True, ()),
 }
 COMMON = ["prompts_per_step=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
           "model.dtype=bfloat16", "logging.tensorboard=false", "logging.progress=false",
@@ -50,13 +54,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run_selfdistill(recipe: str, model: str, steps: int, out: Path, micro: int, checkpointing: bool) -> list[dict]:
+def run_selfdistill(recipe: str, model: str, steps: int, out: Path, micro: int, checkpointing: bool,
+                    extra: tuple = ()) -> list[dict]:
     from selfdistill.train import load_config
     from selfdistill.train.loop import Trainer
 
     cfg = load_config(recipe, COMMON + [f"model={model}", f"max_steps={steps}", f"output_dir={out}",
                                         "objective.beta=0", f"micro_batch_size={micro}",
-                                        f"model.gradient_checkpointing={str(checkpointing).lower()}"])
+                                        f"model.gradient_checkpointing={str(checkpointing).lower()}", *extra])
     trainer = Trainer(cfg)
     rows = []
     for step in range(1, steps + 1):
@@ -139,12 +144,12 @@ def one(name: str, model: str, steps: int, result: Path, threads: int) -> None:
         out = Path(tmp) / "run"
         error = None
         try:
-            micro, checkpointing = CONFIGS[name]
+            micro, checkpointing, extra = CONFIGS[name]
             if name.startswith("trl-"):
                 rows = run_trl(model, steps, out, micro, checkpointing)
             else:
-                recipe = name.removeprefix("selfdistill-").removesuffix("-trl-defaults")
-                rows = run_selfdistill(recipe, model, steps, out, micro, checkpointing)
+                recipe = name.removeprefix("selfdistill-").removesuffix("-trl-defaults").removesuffix("-unshared")
+                rows = run_selfdistill(recipe, model, steps, out, micro, checkpointing, extra)
         except Exception as exc:  # noqa: BLE001 - reported in the table, not hidden
             rows, error = [], f"{type(exc).__name__}: {str(exc)[:400]}"
     result.write_text(json.dumps({"rows": rows, "peak_rss_mb": peak_rss_mb(), "error": error}))

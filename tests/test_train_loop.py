@@ -180,6 +180,26 @@ def test_stacked_no_grad_passes_equal_separate_passes():
         torch.testing.assert_close(got[mask], alone[mask], rtol=1e-4, atol=1e-5)
 
 
+def test_shared_prefix_passes_give_the_same_step(tmp_path, monkeypatch):
+    """Purified OPSD with share_prefixes (the default) runs the shared plan and ends with the same
+    loss and weights as separate passes (share_prefixes=false, which never calls the plan)."""
+    from selfdistill.models import prefix
+
+    calls = []
+    run_plan = prefix.run_plan
+    monkeypatch.setattr(prefix, "run_plan", lambda *a: calls.append(1) or run_plan(*a))
+    common = ["method=purified-opsd", "max_steps=2", "micro_batch_size=1"]
+    _, shared = run(tmp_path, common, name="shared")
+    used = len(calls)
+    _, separate = run(tmp_path, common + ["share_prefixes=false"], name="separate")
+    assert used > 0 and len(calls) == used
+    for a, b in zip(shared, separate):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+    got, want = _trainable(tmp_path / "shared", 2), _trainable(tmp_path / "separate", 2)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6)
+
+
 def test_cli_smoke_command_then_resume(tmp_path):
     """The documented smoke: 3 steps, then max_steps=5 resume=true continues at step 4."""
     from selfdistill.cli import main

@@ -61,6 +61,21 @@ class Teacher:
                 module, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
             )
 
+    def hidden_shared(self, ops: list, args: list[tuple]) -> list[torch.Tensor]:
+        """``hidden`` for several contexts of the same rows at once, running the prompt prefixes
+        they share once (``models.prefix``: ``ops`` from ``prefix.plan``, ``args`` as ``hidden``'s)."""
+        from selfdistill.models.prefix import run_plan
+
+        with torch.no_grad(), self._weights() as module, eval_mode(module):
+            return run_plan(module, ops, args)
+
+    def shares_prefixes(self) -> bool:
+        """Whether ``hidden_shared`` reproduces ``hidden`` for this model (full attention only)."""
+        from selfdistill.models.prefix import shareable
+
+        with self._weights() as module:
+            return shareable(module)
+
     def output_weight(self) -> torch.Tensor:
         """The teacher's output projection ``W_V_H`` (detached), to pair with ``hidden``."""
         with self._weights() as module:

@@ -208,6 +208,9 @@ class TrainConfig:
     cpu_allocator: str = _f("keep", "glibc malloc of a CPU run: keep (large freed blocks stay in the heap "
                             "for reuse: ~3x faster loss math, resident memory stays at its peak) or "
                             "system (glibc's defaults)", ("keep", "system"))
+    share_prefixes: bool = _f(True, "no-grad passes of one teacher over several contexts of a row (Purified "
+                              "OPSD's privileged, reference-only and base passes) run the prompt "
+                              "prefix they share once and reuse its keys/values")
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)

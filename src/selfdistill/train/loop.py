@@ -79,7 +79,8 @@ class Trainer:
         optimizer, self.scheduler = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule)
         self.scorer, self.optimizer = self.acc.prepare(step_mod.ResponseScorer(self.model), optimizer)
         self.passes = step_mod.Passes(self.scorer, self.model, teacher, base, live,
-                                      chunk_size=cfg.objective.loss_chunk_size)
+                                      chunk_size=cfg.objective.loss_chunk_size,
+                                      share_prefixes=cfg.share_prefixes)
         if rollout_backend is None:
             from selfdistill.rollout import HFGenerate
 

@@ -42,6 +42,7 @@ class Passes:
     base: object | None  # fixed Teacher (frozen initial weights) for refonly / base passes
     live: object | None  # live Teacher: student weights without grad (trust_region)
     chunk_size: int = 0
+    share_prefixes: bool = True
 
 
 def fwd_args(batch) -> tuple:
@@ -99,10 +100,27 @@ def stack_groups(batches: list, max_waste: float = MAX_STACK_WASTE) -> list[list
     return groups
 
 
-def run_passes(plan: dict[str, tuple], max_waste: float | None = None) -> dict[str, Tensor]:
-    """name -> (handle, batch) -> name -> hidden; passes sharing a handle run as one batch when
-    their prompt lengths are close enough (``stack_groups``; ``max_waste`` default: 0 on a CPU,
-    ``MAX_STACK_WASTE`` elsewhere)."""
+# Smallest share of token columns a shared-prefix plan must save over separate passes to be used.
+MIN_PREFIX_SAVING = 0.05
+
+
+def prefix_plan(handle, batches: list) -> list | None:
+    """The shared-prefix plan (``models.prefix``) of several contexts of the same rows under one
+    handle, or None when it saves less than ``MIN_PREFIX_SAVING`` of the columns or cannot apply."""
+    from selfdistill.models import prefix
+
+    if len(batches) < 2 or len({tuple(b.kept) for b in batches}) > 1 or not handle.shares_prefixes():
+        return None
+    ops = prefix.plan([prefix.prompts(fwd_args(b)) for b in batches])
+    separate = sum(b.ids_B_L.numel() for b in batches)
+    return ops if prefix.plan_cost(ops, batches[0].response_ids_B_T.shape[1]) <= (1 - MIN_PREFIX_SAVING) * separate else None
+
+
+def run_passes(plan: dict[str, tuple], max_waste: float | None = None, share_prefixes: bool = True) -> dict[str, Tensor]:
+    """name -> (handle, batch) -> name -> hidden. Passes sharing a handle run their common prompt
+    prefixes once (``prefix_plan``) when ``share_prefixes`` and that saves columns; otherwise
+    they run as one batch when their prompt lengths are close enough (``stack_groups``;
+    ``max_waste`` default: 0 on a CPU, ``MAX_STACK_WASTE`` elsewhere)."""
     by_handle: dict[int, list[str]] = {}
     for name, (handle, _) in plan.items():
         by_handle.setdefault(id(handle), []).append(name)
@@ -110,6 +128,10 @@ def run_passes(plan: dict[str, tuple], max_waste: float | None = None) -> dict[s
     for names in by_handle.values():
         handle = plan[names[0]][0]
         batches = [plan[n][1] for n in names]
+        ops = prefix_plan(handle, batches) if share_prefixes else None
+        if ops is not None:
+            hidden.update(zip(names, handle.hidden_shared(ops, [fwd_args(b) for b in batches])))
+            continue
         waste = max_waste
         if waste is None:
             waste = CPU_STACK_WASTE if batches[0].ids_B_L.device.type == "cpu" else MAX_STACK_WASTE

@@ -145,7 +145,7 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bo
         plan["refonly"] = (passes.base, mb.batches["refonly"])
     if m.name == "purified-opsd" and m.anchor == "base":
         plan["anchor"] = (passes.base, mb.batches["base"])
-    hidden = run_passes(plan)
+    hidden = run_passes(plan, share_prefixes=passes.share_prefixes)
     weights = {name: handle.output_weight() for name, (handle, _) in plan.items()}
     if m.teacher == "trust_region":
         r, tau = m.trust_region_mix, o.temperature
