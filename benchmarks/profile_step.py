@@ -1,8 +1,8 @@
-"""Where the time of one training step goes: torch.profiler over the second step of a recipe at
+"""Where the time of one training step goes: torch.profiler over the second step of a row at
 the step benchmark's settings (benchmarks/step.py; the CPU-settings rows: 1-rollout micro-batches,
 no gradient checkpointing), the top operators by self CPU time.
 
-    .venv/bin/python benchmarks/profile_step.py [opsd|purified-opsd] [--threads 1] [--rows 25]
+    .venv/bin/python benchmarks/profile_step.py [opsd|purified-opsd|opsd-unpadded|...] [--threads 1] [--rows 25]
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ def main() -> None:
     from selfdistill.train.loop import Trainer
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("recipe", nargs="?", default="opsd")
+    p.add_argument("config", nargs="?", default="opsd", help="a selfdistill row of step.py without "
+                   "the selfdistill- prefix (opsd, purified-opsd, purified-opsd-unshared, ...)")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rows", type=int, default=25)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as out:
-        micro, checkpointing, extra = CONFIGS[f"selfdistill-{a.recipe}"]
-        cfg = load_config(a.recipe, COMMON + [f"model={a.model}", "max_steps=2", f"output_dir={out}",
+        recipe, micro, checkpointing, extra = CONFIGS[f"selfdistill-{a.config}"]
+        cfg = load_config(recipe, COMMON + [f"model={a.model}", "max_steps=2", f"output_dir={out}",
                                               "objective.beta=0", f"micro_batch_size={micro}",
                                               f"model.gradient_checkpointing={str(checkpointing).lower()}", *extra])
         trainer = Trainer(cfg)

@@ -8,10 +8,12 @@ every projection, 8 prompts x 1 rollout x 128 new tokens per step, sampling T 1.
 top-k 20, forward KL (beta 0), fixed teacher (adapter off), lr 5e-6, max grad norm 0.1. Two
 memory settings, each run by both tools:
 
-  CPU settings   (first four rows) micro-batches of 1 rollout (8 accumulated), no gradient
-                 checkpointing: no padding and the least activation memory per backward.
-                 The ``-unshared`` row is Purified OPSD with ``share_prefixes=false`` (each
-                 no-grad pass runs its whole prompt).
+  CPU settings   (first five rows) micro-batches of 1 rollout (8 accumulated), no gradient
+                 checkpointing: no left padding and the least activation memory per backward.
+                 The ``-unpadded`` row is OPSD with ``model.length_multiple=1`` (passes not
+                 right-padded to a multiple of 32 columns, so every sequence length is a new
+                 shape); the ``-unshared`` row is Purified OPSD with ``share_prefixes=false``
+                 (each no-grad pass runs its whole prompt).
   TRL defaults   (last two rows) one micro-batch of 8, gradient checkpointing on.
 
 Each configuration runs in its own process (peak memory = that process's max RSS, model loading
@@ -35,15 +37,16 @@ import tempfile
 import time
 from pathlib import Path
 
-# name -> (micro-batch size, gradient checkpointing, extra selfdistill overrides); selfdistill
-# rows name their recipe
+# name -> (recipe, micro-batch size, gradient checkpointing, extra selfdistill overrides); the
+# trl rows run TRL's SDFTTrainer with the opsd recipe's settings
 CONFIGS = {
-    "selfdistill-opsd": (1, False, ()),
-    "selfdistill-purified-opsd": (1, False, ()),
-    "selfdistill-purified-opsd-unshared": (1, False, ("share_prefixes=false",)),
-    "trl-sdft-opsd": (1, False, ()),
-    "selfdistill-opsd-trl-defaults": (8, True, ()),
-    "trl-sdft-opsd-trl-defaults": (8, True, ()),
+    "selfdistill-opsd": ("opsd", 1, False, ()),
+    "selfdistill-opsd-unpadded": ("opsd", 1, False, ("model.length_multiple=1",)),
+    "selfdistill-purified-opsd": ("purified-opsd", 1, False, ()),
+    "selfdistill-purified-opsd-unshared": ("purified-opsd", 1, False, ("share_prefixes=false",)),
+    "trl-sdft-opsd": ("opsd", 1, False, ()),
+    "selfdistill-opsd-trl-defaults": ("opsd", 8, True, ()),
+    "trl-sdft-opsd-trl-defaults": ("opsd", 8, True, ()),
 }
 COMMON = ["prompts_per_step=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
           "model.dtype=bfloat16", "logging.tensorboard=false", "logging.progress=false",
@@ -144,11 +147,10 @@ def one(name: str, model: str, steps: int, result: Path, threads: int) -> None:
         out = Path(tmp) / "run"
         error = None
         try:
-            micro, checkpointing, extra = CONFIGS[name]
+            recipe, micro, checkpointing, extra = CONFIGS[name]
             if name.startswith("trl-"):
                 rows = run_trl(model, steps, out, micro, checkpointing)
             else:
-                recipe = name.removeprefix("selfdistill-").removesuffix("-trl-defaults").removesuffix("-unshared")
                 rows = run_selfdistill(recipe, model, steps, out, micro, checkpointing, extra)
         except Exception as exc:  # noqa: BLE001 - reported in the table, not hidden
             rows, error = [], f"{type(exc).__name__}: {str(exc)[:400]}"

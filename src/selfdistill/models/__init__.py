@@ -7,6 +7,7 @@ from selfdistill.models.forward import (
     output_weight,
     response_hidden,
     response_logits,
+    set_length_multiple,
 )
 from selfdistill.models.loading import ModelLoadError, load_model
 from selfdistill.models.lora import (
@@ -35,6 +36,7 @@ __all__ = [
     "output_weight",
     "response_hidden",
     "response_logits",
+    "set_length_multiple",
     "smollm2_model_path",
     "tiny_random_path",
     "trainable_parameter_count",

@@ -31,6 +31,44 @@ def decoder(model: nn.Module) -> nn.Module:
     return body
 
 
+# attribute of a decoder body: its passes are padded on the right to a multiple of this many columns
+_MULTIPLE_ATTR = "selfdistill_length_multiple"
+
+
+def set_length_multiple(model: nn.Module, multiple: int) -> None:
+    """Pad every later ``response_hidden`` (and shared-prefix final segment) of ``model`` on the
+    right to a multiple of ``multiple`` columns; 1 turns it off.
+
+    Causal attention keeps the real columns' outputs unchanged (only rounding may differ). It pays
+    on a CPU: oneDNN builds and caches kernels per matrix shape, so a new sequence length costs a
+    build and memory that is kept (about 10% slower and +20 MB resident per new length of a
+    SmolLM2 LoRA pass, ``benchmarks/components.py``). Set on the decoder body, so peft wrappers
+    and deep copies (frozen / EMA teachers) share it.
+    """
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"length_multiple must be an integer >= 1, got {multiple!r}")
+    setattr(decoder(model), _MULTIPLE_ATTR, multiple)
+
+
+def pad_columns(
+    model: nn.Module, ids_B_L: torch.Tensor, mask_B_L: torch.Tensor, position_ids_B_L: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ids, mask, positions)`` with columns appended on the right up to the model's length
+    multiple (``set_length_multiple``; unchanged when unset). The new columns repeat each row's
+    last id and position and are attended (mask 1), so an all-ones mask stays all ones; no real
+    column can see them under causal attention."""
+    multiple = getattr(decoder(model), _MULTIPLE_ATTR, 1)
+    B, L = ids_B_L.shape
+    extra = -L % multiple
+    if extra == 0:
+        return ids_B_L, mask_B_L, position_ids_B_L
+    return (
+        torch.cat([ids_B_L, ids_B_L[:, -1:].expand(B, extra)], dim=1),
+        torch.cat([mask_B_L, mask_B_L.new_ones(B, extra)], dim=1),
+        torch.cat([position_ids_B_L, position_ids_B_L[:, -1:].expand(B, extra)], dim=1),
+    )
+
+
 def output_weight(model: nn.Module) -> torch.Tensor:
     """The output projection ``W_V_H`` (lm_head, tied or not), through peft wrappers."""
     return model.get_output_embeddings().weight
@@ -60,6 +98,9 @@ def response_hidden(
             f"response_start={response_start}, T={T} do not fit a batch of length L={L}: "
             "need 1 <= response_start and response_start + T <= L"
         )
+    ids_B_L, attention_mask_B_L, position_ids_B_L = pad_columns(
+        model, ids_B_L, attention_mask_B_L, position_ids_B_L
+    )
     with adapter_compute(model):
         out = decoder(model)(
             input_ids=ids_B_L,

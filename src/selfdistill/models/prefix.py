@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from selfdistill.models.forward import decoder
+from selfdistill.models.forward import decoder, pad_columns
 from selfdistill.models.lora import adapter_compute
 
 Args = tuple  # (ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T), as response_hidden
@@ -135,6 +135,8 @@ def _forward(module: nn.Module, prefix: _Prefix | None, ids, mask, pos, keep: bo
     from transformers import DynamicCache
 
     body = decoder(module)
+    if not keep:  # a final segment: right padding cannot reach a later segment's cache
+        ids, mask, pos = pad_columns(module, ids, mask, pos)
     full_mask = mask if prefix is None else torch.cat([prefix.mask_B_P, mask], dim=1)
     cache = _cache(prefix) if prefix is not None else (DynamicCache() if keep else None)
     # transformers 5 calls it ``cache``; 4.x ``past_key_values``

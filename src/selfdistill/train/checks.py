@@ -32,6 +32,8 @@ def validate(cfg: TrainConfig) -> None:
         need(s.rollouts_per_prompt > 1,
              f"method {m.name} compares rollouts within a group: set sampling.rollouts_per_prompt "
              f">= 2 (the recipe uses 8), got {s.rollouts_per_prompt}")
+    need(cfg.model.length_multiple >= 1,
+         f"model.length_multiple must be >= 1 (1 = no padding), got {cfg.model.length_multiple}")
     need(s.rollouts_per_prompt >= 1, "sampling.rollouts_per_prompt must be >= 1")
     need(s.max_new_tokens >= 1, "sampling.max_new_tokens must be >= 1")
     need(s.temperature >= 0, "sampling.temperature must be >= 0 (0 = greedy)")

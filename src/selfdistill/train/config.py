@@ -54,6 +54,9 @@ class ModelConfig:
     dtype: str = _f("bfloat16", "weight dtype", ("float32", "bfloat16", "float16"))
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+    length_multiple: int = _f(32, "pad training and scoring passes on the right to a multiple of this many "
+                              "columns (outputs unchanged; fewer distinct shapes is faster and keeps CPU "
+                              "memory from growing); 1 = off")
 
 
 @dataclass

@@ -85,7 +85,8 @@ def load_policy(cfg: TrainConfig):
     if vocab is not None:  # reject top-k > vocabulary before the weights load
         validate_vocab(cfg, vocab)
     model, tokenizer = load_model(m.name, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
-                                  gradient_checkpointing=m.gradient_checkpointing)
+                                  gradient_checkpointing=m.gradient_checkpointing,
+                                  length_multiple=m.length_multiple)
     validate_vocab(cfg, model.get_output_embeddings().weight.shape[0])  # the real output rows
     if cfg.lora.enabled:
         lo = cfg.lora
