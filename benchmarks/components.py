@@ -9,6 +9,11 @@
 3. sampling memory: peak resident memory added by one prefill (1 new token) with the output
    layer's input made contiguous (default) vs HF's strided slice; and the exact-restore merge:
    seconds for merge + restore and the share of weight entries it had to save.
+4. shape reuse: 20 student forward + backward passes over rows of random lengths (200-460
+   tokens, 128 of them response), passes right-padded to a multiple of 32 columns
+   (``set_length_multiple``, the trainer's default) vs unpadded: mean seconds per pass and the
+   resident memory the 20 passes leave behind (oneDNN keeps what it built for each new shape).
+   Padded runs first, so the unpadded run cannot reuse its shapes.
 
 LoRA r 64 on all seven projections with B ~ N(0, 1e-3) (a trained-looking adapter), bf16 weights.
 Peak memory uses /proc/self/clear_refs (Linux).
@@ -24,7 +29,14 @@ import torch
 
 import selfdistill.rollout.hf_generate as hf_generate
 from generate import QUESTIONS, _NeverStops  # benchmarks/ is the script's directory
-from selfdistill.models import LoraSettings, apply_lora, load_model, merged_adapter, response_hidden
+from selfdistill.models import (
+    LoraSettings,
+    apply_lora,
+    load_model,
+    merged_adapter,
+    response_hidden,
+    set_length_multiple,
+)
 from selfdistill.models.lora import _AUTOCAST_ATTR, _delta
 from selfdistill.rollout import HFGenerate, SamplingParams
 
@@ -51,6 +63,29 @@ def prefill_peak_gb(backend, prompts) -> float:
     before = rss_gb()[1]
     backend.generate(prompts, SamplingParams(max_new_tokens=1, seed=0))
     return rss_gb()[0] - before
+
+
+def shape_rows(lora, passes: int = 20) -> list[tuple[str, str]]:
+    """Component 4: mean seconds per fwd+bwd pass and resident GB left, padded vs unpadded."""
+    import random
+
+    rows = []
+    for multiple in (32, 1):
+        set_length_multiple(lora, multiple)
+        rng = random.Random(0)
+        before, times = rss_gb()[1], []
+        for _ in range(passes):
+            L = rng.randint(200, 460)
+            ids = torch.randint(100, 40000, (1, L))
+            start = time.perf_counter()
+            hidden = response_hidden(lora, ids, torch.ones_like(ids), torch.arange(L)[None], L - 128, 128)
+            hidden.float().square().mean().backward()
+            times.append(time.perf_counter() - start)
+        lora.zero_grad(set_to_none=True)
+        rows.append((f"{passes} fwd+bwd passes of random length, length_multiple={multiple}",
+                     f"{sum(times) / passes:.3f} s per pass, +{rss_gb()[1] - before:.2f} GB resident after"))
+    set_length_multiple(lora, 1)
+    return rows
 
 
 def main() -> None:
@@ -92,6 +127,7 @@ def main() -> None:
         rows.append((f"student fwd+bwd, 325-token row, lora mixed_precision={mixed}", f"{best(fwd_bwd, a.repeats):.2f} s"))
     setattr(lora, _AUTOCAST_ATTR, saved)
     lora.zero_grad(set_to_none=True)
+    rows += shape_rows(lora)
     lora.eval()
 
     backend = HFGenerate(lora, tok)
