@@ -14,7 +14,7 @@ memory settings, each run by both tools:
                  right-padded to a multiple of 32 columns, so every sequence length is a new
                  shape); the ``-unshared`` row is Purified OPSD with ``share_prefixes=false``
                  (each no-grad pass runs its whole prompt).
-  TRL defaults   (last two rows) one micro-batch of 8, gradient checkpointing on.
+  TRL defaults   (last three rows) one micro-batch of 8, gradient checkpointing on.
 
 Each configuration runs in its own process (peak memory = that process's max RSS, model loading
 included); the first ``--warmup`` steps are dropped and the median of the rest is reported.
@@ -46,6 +46,7 @@ CONFIGS = {
     "selfdistill-purified-opsd-unshared": ("purified-opsd", 1, False, ("share_prefixes=false",)),
     "trl-sdft-opsd": ("opsd", 1, False, ()),
     "selfdistill-opsd-trl-defaults": ("opsd", 8, True, ()),
+    "selfdistill-purified-opsd-trl-defaults": ("purified-opsd", 8, True, ()),
     "trl-sdft-opsd-trl-defaults": ("opsd", 8, True, ()),
 }
 COMMON = ["prompts_per_step=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",

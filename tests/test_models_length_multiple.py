@@ -101,7 +101,7 @@ def test_padding_on_the_left_would_be_caught(model64, monkeypatch):
     assert not torch.allclose(h2[valid], h1[valid], rtol=1e-6, atol=1e-6)
 
 
-def test_shared_prefix_pads_final_segments_only(model64):
+def test_shared_prefix_segments_are_bucketed_and_unchanged(model64):
     header = [1, 520, 9531, 198]
     questions = [[34, 27, 88, 99], [4093], [9690, 198, 2683]]
     responses = [[34, 47, 2], [19712, 8182, 2, 198, 11], [28]]
@@ -118,8 +118,8 @@ def test_shared_prefix_pads_final_segments_only(model64):
             set_length_multiple(model64, 1)
     finals = [n for n, op in zip(lengths, ops) if op.batch is not None]
     extends = [n for n, op in zip(lengths, ops) if op.batch is None]
-    assert finals and all(n % 16 == 0 for n in finals)
-    assert extends and any(n % 16 for n in extends)  # a prefix segment feeds a cache: never padded
+    assert finals and all(n % 16 == 0 for n in finals)  # right-padded
+    assert extends and all(n % 16 == 0 for n in extends)  # cached: masked columns on the left
     for a, h, e in zip(args, shared, expected):
         valid = a[1][:, a[3]:].bool()
         torch.testing.assert_close(h[valid], e[valid], rtol=1e-10, atol=1e-10)

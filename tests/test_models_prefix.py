@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_models_forward import left_padded
 
-from selfdistill.models import LoraSettings, apply_lora, load_model, make_teacher, response_hidden
+from selfdistill.models import (
+    LoraSettings,
+    apply_lora,
+    load_model,
+    make_teacher,
+    response_hidden,
+    set_length_multiple,
+)
 from selfdistill.models import prefix
 
 HEADER = [1, 520, 9531, 198]
@@ -87,14 +94,21 @@ token = st.integers(3, 500)
     trunk=st.lists(st.lists(token, max_size=5), min_size=2, max_size=2),
     tails=st.lists(st.lists(st.lists(token, min_size=1, max_size=4), min_size=2, max_size=2), min_size=1, max_size=3),
     responses=st.lists(st.lists(token, min_size=1, max_size=3), min_size=2, max_size=2),
+    multiple=st.sampled_from([1, 3, 8]),
 )
-def test_any_set_of_contexts_matches_separate_passes(model64, trunk, tails, responses):
-    """Random contexts with random shared parts (some identical, some unrelated)."""
+def test_any_set_of_contexts_matches_separate_passes(model64, trunk, tails, responses, multiple):
+    """Random contexts with random shared parts (some identical, some unrelated), segments
+    bucketed to random length multiples; compared with unpadded separate passes."""
     contexts = [[trunk[i] + tail[i] for i in range(2)] for tail in tails]
     contexts.append([[7] + r for r in responses])  # one context shares nothing
     args = [left_padded(c, responses) for c in contexts]
     with torch.no_grad():
-        assert_same_as_separate(model64, args, prefix.shared_prefix_hidden(model64, args))
+        set_length_multiple(model64, multiple)
+        try:
+            shared = prefix.shared_prefix_hidden(model64, args)
+        finally:
+            set_length_multiple(model64, 1)
+        assert_same_as_separate(model64, args, shared)
 
 
 def test_fixed_lora_teacher_shares_prefixes_with_the_adapter_off():

@@ -188,7 +188,8 @@ def test_shared_prefix_passes_give_the_same_step(tmp_path, monkeypatch):
     calls = []
     run_plan = prefix.run_plan
     monkeypatch.setattr(prefix, "run_plan", lambda *a: calls.append(1) or run_plan(*a))
-    common = ["method=purified-opsd", "max_steps=2", "micro_batch_size=1"]
+    monkeypatch.setattr(passes_mod, "CALL_COLUMNS", 0)  # share even 2-row micro-batches of tiny prompts
+    common = ["method=purified-opsd", "max_steps=2"]
     _, shared = run(tmp_path, common, name="shared")
     used = len(calls)
     _, separate = run(tmp_path, common + ["share_prefixes=false"], name="separate")
@@ -198,6 +199,26 @@ def test_shared_prefix_passes_give_the_same_step(tmp_path, monkeypatch):
     got, want = _trainable(tmp_path / "shared", 2), _trainable(tmp_path / "separate", 2)
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6)
+
+
+def test_prefix_plan_weighs_forward_calls_against_shared_columns(monkeypatch):
+    """Sharing splits each row into more forward calls: with 8 rows per micro-batch the shared
+    header + question outweigh them, with 1 row they do not (CALL_COLUMNS per call)."""
+    from selfdistill.contexts import ContextConfig, Renderer
+    from selfdistill.data import load_examples
+    from selfdistill.models import load_model, make_teacher
+
+    model, tok = load_model("tiny-random")
+    handle = make_teacher(model, "fixed")
+    examples = load_examples("gsm8k-100", limit=8)
+    responses = [[11 + i] * 40 for i in range(8)]
+    render = lambda n: list(Renderer(tok, ContextConfig(max_length=4096)).scoring_batches(  # noqa: E731
+        ["teacher", "refonly", "base"], examples[:n], responses[:n]).values())
+    assert passes_mod.prefix_plan(handle, render(8)) is not None
+    assert passes_mod.prefix_plan(handle, render(1)) is None
+    assert passes_mod.prefix_plan(handle, render(1), separate_calls=9) is not None  # many separate calls
+    monkeypatch.setattr(passes_mod, "CALL_COLUMNS", 0)
+    assert passes_mod.prefix_plan(handle, render(1)) is not None
 
 
 def test_cli_smoke_command_then_resume(tmp_path):

@@ -50,6 +50,11 @@ def set_length_multiple(model: nn.Module, multiple: int) -> None:
     setattr(decoder(model), _MULTIPLE_ATTR, multiple)
 
 
+def length_multiple(model: nn.Module) -> int:
+    """The model's length multiple (``set_length_multiple``), 1 when unset."""
+    return getattr(decoder(model), _MULTIPLE_ATTR, 1)
+
+
 def pad_columns(
     model: nn.Module, ids_B_L: torch.Tensor, mask_B_L: torch.Tensor, position_ids_B_L: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,7 +62,7 @@ def pad_columns(
     multiple (``set_length_multiple``; unchanged when unset). The new columns repeat each row's
     last id and position and are attended (mask 1), so an all-ones mask stays all ones; no real
     column can see them under causal attention."""
-    multiple = getattr(decoder(model), _MULTIPLE_ATTR, 1)
+    multiple = length_multiple(model)
     B, L = ids_B_L.shape
     extra = -L % multiple
     if extra == 0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from selfdistill.models.forward import decoder, pad_columns
+from selfdistill.models.forward import decoder, length_multiple, pad_columns
 from selfdistill.models.lora import adapter_compute
 
 Args = tuple  # (ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T), as response_hidden
@@ -100,9 +100,11 @@ class _Prefix:
     lengths: list[int]  # real tokens per row
 
 
-def _segment(tokens: list[list[int]], lengths: list[int], device) -> tuple[Tensor, Tensor, Tensor]:
-    """Left-padded ids, mask and positions (continuing from ``lengths``) of per-row tokens."""
+def _segment(tokens: list[list[int]], lengths: list[int], device, multiple: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Left-padded ids, mask and positions (continuing from ``lengths``) of per-row tokens, the
+    width rounded up to ``multiple`` (masked columns: a cached segment gets a bucketed shape)."""
     width = max(len(t) for t in tokens)
+    width += -width % multiple
     ids = torch.zeros(len(tokens), width, dtype=torch.long)
     mask = torch.zeros_like(ids)
     pos = torch.zeros_like(ids)
@@ -135,7 +137,7 @@ def _forward(module: nn.Module, prefix: _Prefix | None, ids, mask, pos, keep: bo
     from transformers import DynamicCache
 
     body = decoder(module)
-    if not keep:  # a final segment: right padding cannot reach a later segment's cache
+    if not keep:  # a final segment (cached ones are bucketed by masked left padding in _segment)
         ids, mask, pos = pad_columns(module, ids, mask, pos)
     full_mask = mask if prefix is None else torch.cat([prefix.mask_B_P, mask], dim=1)
     cache = _cache(prefix) if prefix is not None else (DynamicCache() if keep else None)
@@ -156,7 +158,7 @@ def run_plan(module: nn.Module, ops: list[_Op], args: list[Args]) -> list[Tensor
         parent = prefixes[op.parent]
         lengths = parent.lengths if parent is not None else [0] * B
         if op.batch is None:
-            ids, mask, pos = _segment(op.tokens, lengths, device)
+            ids, mask, pos = _segment(op.tokens, lengths, device, length_multiple(module))
             _, cache, full_mask = _forward(module, parent, ids, mask, pos, keep=True)
             grown = [n + len(t) for n, t in zip(lengths, op.tokens)]
             prefixes[op.node] = _Prefix(_layers(cache), full_mask, grown)

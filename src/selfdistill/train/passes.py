@@ -100,25 +100,34 @@ def stack_groups(batches: list, max_waste: float = MAX_STACK_WASTE) -> list[list
     return groups
 
 
-# Smallest share of token columns a shared-prefix plan must save over separate passes to be used.
+# Smallest share of cost a shared-prefix plan must save over separate passes to be used.
 MIN_PREFIX_SAVING = 0.05
+# Fixed cost of one forward call in token columns: on SmolLM2-135M at 2 CPU threads a no-grad
+# pass of one row costs ~33 ms + ~0.31 ms per column (2 to 385 columns), so a call is worth ~100
+# columns. A plan splits each row into more calls (shared segments, then one per context), which
+# only pays when the shared columns outweigh them (e.g. 8 rows per micro-batch, not 1).
+CALL_COLUMNS = 100
 
 
-def prefix_plan(handle, batches: list) -> list | None:
+def prefix_plan(handle, batches: list, separate_calls: int | None = None) -> list | None:
     """The shared-prefix plan (``models.prefix``) of several contexts of the same rows under one
-    handle, or None when it saves less than ``MIN_PREFIX_SAVING`` of the columns or cannot apply."""
+    handle, or None when it saves less than ``MIN_PREFIX_SAVING`` of the cost (token columns +
+    ``CALL_COLUMNS`` per forward call) of ``separate_calls`` passes (default one per batch), or
+    cannot apply."""
     from selfdistill.models import prefix
 
     if len(batches) < 2 or len({tuple(b.kept) for b in batches}) > 1 or not handle.shares_prefixes():
         return None
     ops = prefix.plan([prefix.prompts(fwd_args(b)) for b in batches])
-    separate = sum(b.ids_B_L.numel() for b in batches)
-    return ops if prefix.plan_cost(ops, batches[0].response_ids_B_T.shape[1]) <= (1 - MIN_PREFIX_SAVING) * separate else None
+    calls = len(batches) if separate_calls is None else separate_calls
+    separate = sum(b.ids_B_L.numel() for b in batches) + CALL_COLUMNS * calls
+    shared = prefix.plan_cost(ops, batches[0].response_ids_B_T.shape[1]) + CALL_COLUMNS * len(ops)
+    return ops if shared <= (1 - MIN_PREFIX_SAVING) * separate else None
 
 
 def run_passes(plan: dict[str, tuple], max_waste: float | None = None, share_prefixes: bool = True) -> dict[str, Tensor]:
     """name -> (handle, batch) -> name -> hidden. Passes sharing a handle run their common prompt
-    prefixes once (``prefix_plan``) when ``share_prefixes`` and that saves columns; otherwise
+    prefixes once (``prefix_plan``) when ``share_prefixes`` and that saves cost; otherwise
     they run as one batch when their prompt lengths are close enough (``stack_groups``;
     ``max_waste`` default: 0 on a CPU, ``MAX_STACK_WASTE`` elsewhere)."""
     by_handle: dict[int, list[str]] = {}
@@ -128,14 +137,15 @@ def run_passes(plan: dict[str, tuple], max_waste: float | None = None, share_pre
     for names in by_handle.values():
         handle = plan[names[0]][0]
         batches = [plan[n][1] for n in names]
-        ops = prefix_plan(handle, batches) if share_prefixes else None
-        if ops is not None:
-            hidden.update(zip(names, handle.hidden_shared(ops, [fwd_args(b) for b in batches])))
-            continue
         waste = max_waste
         if waste is None:
             waste = CPU_STACK_WASTE if batches[0].ids_B_L.device.type == "cpu" else MAX_STACK_WASTE
-        for group in stack_groups(batches, waste):
+        groups = stack_groups(batches, waste)
+        ops = prefix_plan(handle, batches, len(groups)) if share_prefixes else None
+        if ops is not None:
+            hidden.update(zip(names, handle.hidden_shared(ops, [fwd_args(b) for b in batches])))
+            continue
+        for group in groups:
             for k, h in zip(group, stacked_hidden(handle, [batches[k] for k in group])):
                 hidden[names[k]] = h
     return hidden
