@@ -14,6 +14,9 @@
    (``set_length_multiple``, the trainer's default) vs unpadded: mean seconds per pass and the
    resident memory the 20 passes leave behind (oneDNN keeps what it built for each new shape).
    Padded runs first, so the unpadded run cannot reuse its shapes.
+5. adapter off: milliseconds to enter and leave peft's ``disable_adapter()`` vs
+   ``models.lora.adapter_disabled`` (every fixed-teacher pass and output-weight lookup of a LoRA
+   run does it once); best of --repeats x 10.
 
 LoRA r 64 on all seven projections with B ~ N(0, 1e-3) (a trained-looking adapter), bf16 weights.
 Peak memory uses /proc/self/clear_refs (Linux).
@@ -37,7 +40,7 @@ from selfdistill.models import (
     response_hidden,
     set_length_multiple,
 )
-from selfdistill.models.lora import _AUTOCAST_ATTR, _delta
+from selfdistill.models.lora import _AUTOCAST_ATTR, _delta, adapter_disabled
 from selfdistill.rollout import HFGenerate, SamplingParams
 
 
@@ -129,6 +132,14 @@ def main() -> None:
     lora.zero_grad(set_to_none=True)
     rows += shape_rows(lora)
     lora.eval()
+
+    for name, switch in (("peft disable_adapter()", lora.disable_adapter), ("adapter_disabled", lambda: adapter_disabled(lora))):
+        def toggle(switch=switch):
+            for _ in range(10):
+                with switch():
+                    pass
+
+        rows.append((f"adapter off, enter + leave: {name}", f"{best(toggle, a.repeats) * 100:.1f} ms"))
 
     backend = HFGenerate(lora, tok)
     rows.append(("prefill peak memory added, contiguous head input", f"{prefill_peak_gb(backend, prompts):.2f} GB"))

@@ -94,6 +94,43 @@ def adapter_compute(model: nn.Module) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def adapter_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.disable_adapter()`` without its fixed cost: the base model inside the block.
+
+    peft's context manager computes the model's adapter status (``get_model_status`` walks every
+    module once per adapter layer and formats module reprs) and toggles ``requires_grad`` on
+    every adapter weight, on entry and exit: ~35 ms per call on SmolLM2-135M, more than a no-grad
+    pass of a short prompt costs (``benchmarks/components.py``). Here each adapter layer's own
+    disable flag is set and then restored to its previous value (``requires_grad`` untouched, so
+    use it for no-grad passes). Models whose adapters are not flag-switched layers (prompt
+    learning, adaption prompt) go through peft's own context manager.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if not is_lora(model):
+        raise ValueError(f"adapter_disabled needs a peft model, got {type(model).__name__}")
+    config = model.peft_config[model.active_adapter]
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    if config.is_prompt_learning or config.is_adaption_prompt or not all(
+        isinstance(getattr(m, "_disable_adapters", None), bool) for m in layers
+    ):
+        with model.disable_adapter():
+            yield model
+        return
+    saved = [m._disable_adapters for m in layers]
+    was_disabled = getattr(model, "_adapters_disabled", False)
+    try:
+        for m in layers:
+            m._disable_adapters = True
+        model._adapters_disabled = True
+        yield model
+    finally:
+        for m, value in zip(layers, saved):
+            m._disable_adapters = value
+        model._adapters_disabled = was_disabled
+
+
 def _adapter_enabled(model: nn.Module) -> bool:
     from peft.tuners.tuners_utils import BaseTunerLayer
 

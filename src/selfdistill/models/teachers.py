@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from selfdistill.models.forward import eval_mode, output_weight, response_hidden, response_logits
-from selfdistill.models.lora import is_lora
+from selfdistill.models.lora import adapter_disabled, is_lora
 
 TEACHER_MODES = ("fixed", "ema", "live", "trust_region")
 
@@ -132,7 +132,7 @@ class FixedTeacher(Teacher):
         if self.frozen is not None:
             yield self.frozen
         else:
-            with self.model.disable_adapter():
+            with adapter_disabled(self.model):
                 yield self.model
 
     def state_dict(self) -> dict:
