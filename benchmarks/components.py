@@ -17,6 +17,9 @@
 5. adapter off: milliseconds to enter and leave peft's ``disable_adapter()`` vs
    ``models.lora.adapter_disabled`` (every fixed-teacher pass and output-weight lookup of a LoRA
    run does it once); best of --repeats x 10.
+6. forward-call cost: one no-grad pass of one row (adapter off) at 2, 129 and 385 columns, best
+   of --repeats x 5: the fixed cost per call and the cost per column that
+   ``train.passes.CALL_COLUMNS`` is derived from.
 
 LoRA r 64 on all seven projections with B ~ N(0, 1e-3) (a trained-looking adapter), bf16 weights.
 Peak memory uses /proc/self/clear_refs (Linux).
@@ -91,6 +94,23 @@ def shape_rows(lora, passes: int = 20) -> list[tuple[str, str]]:
     return rows
 
 
+def call_cost_rows(lora, repeats: int) -> list[tuple[str, str]]:
+    """Component 6: ms per no-grad one-row pass with the adapter off, by column count."""
+    rows = []
+    with torch.no_grad(), adapter_disabled(lora):
+        for L in (2, 129, 385):
+            ids = torch.randint(100, 40000, (1, L), generator=torch.Generator().manual_seed(L))
+            args = (ids, torch.ones_like(ids), torch.arange(L)[None], 1, L - 1)
+            response_hidden(lora, *args)  # warm-up: this shape's kernels
+
+            def five(args=args):
+                for _ in range(5):
+                    response_hidden(lora, *args)
+
+            rows.append((f"no-grad pass, 1 row x {L} columns, adapter off", f"{best(five, repeats) * 200:.1f} ms"))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -140,6 +160,7 @@ def main() -> None:
                     pass
 
         rows.append((f"adapter off, enter + leave: {name}", f"{best(toggle, a.repeats) * 100:.1f} ms"))
+    rows += call_cost_rows(lora, a.repeats)
 
     backend = HFGenerate(lora, tok)
     rows.append(("prefill peak memory added, contiguous head input", f"{prefill_peak_gb(backend, prompts):.2f} GB"))

@@ -100,10 +100,10 @@ def adapter_disabled(model: nn.Module) -> Iterator[nn.Module]:
 
     peft's context manager computes the model's adapter status (``get_model_status`` walks every
     module once per adapter layer and formats module reprs) and toggles ``requires_grad`` on
-    every adapter weight, on entry and exit: 29 ms per call on SmolLM2-135M against 3 ms here,
-    about what a no-grad pass of a short prompt costs (``benchmarks/components.py``). Here each adapter layer's own
-    disable flag is set and then restored to its previous value (``requires_grad`` untouched, so
-    use it for no-grad passes). Models whose adapters are not flag-switched layers (prompt
+    every adapter weight, on entry and exit: 29 ms per use on SmolLM2-135M against 3 ms here,
+    about what a no-grad pass of a short prompt costs (``benchmarks/components.py``). Here each
+    adapter layer's own disable flag is set and then restored to its previous value
+    (``requires_grad`` untouched, so use it for no-grad passes). Models whose adapters are not flag-switched layers (prompt
     learning, adaption prompt) go through peft's own context manager.
     """
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -175,7 +175,7 @@ def merged_adapter(model: nn.Module) -> Iterator[nn.Module]:
 
     # layer, flat indices (None: dense copy), original values
     fixes: list[tuple[nn.Module, torch.Tensor | None, torch.Tensor]] = []
-    with torch.no_grad(), model.disable_adapter():
+    with torch.no_grad(), adapter_disabled(model):
         try:
             for module in layers:
                 weight = module.get_base_layer().weight

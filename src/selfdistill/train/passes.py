@@ -103,8 +103,8 @@ def stack_groups(batches: list, max_waste: float = MAX_STACK_WASTE) -> list[list
 # Smallest share of cost a shared-prefix plan must save over separate passes to be used.
 MIN_PREFIX_SAVING = 0.05
 # Fixed cost of one forward call in token columns: on SmolLM2-135M at 2 CPU threads a no-grad
-# pass of one row costs ~33 ms + ~0.31 ms per column (2 to 385 columns), so a call is worth ~100
-# columns. A plan splits each row into more calls (shared segments, then one per context), which
+# pass of one row costs 42 ms + 0.41 ms per column (benchmarks/components.py, 2 to 385 columns;
+# 34 ms + 0.31 ms in a faster hour), so a call is worth ~100 columns. A plan splits each row into more calls (shared segments, then one per context), which
 # only pays when the shared columns outweigh them (e.g. 8 rows per micro-batch, not 1).
 CALL_COLUMNS = 100
 
