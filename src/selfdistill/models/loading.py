@@ -6,10 +6,9 @@ from pathlib import Path
 
 import torch
 
+from selfdistill.hardware import DTYPES, resolve
 from selfdistill.models.aliases import ALIASES, alias_path
 from selfdistill.models.forward import set_length_multiple
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ModelLoadError(RuntimeError):
@@ -30,12 +29,15 @@ def load_model(
     Args:
         name_or_path: an alias (``tiny-random``, ``smollm2-135m``), a local checkpoint folder
             (safetensors preferred) or a hub id such as ``HuggingFaceTB/SmolLM2-135M-Instruct``.
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (the checkpoint's dtype).
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"``: the fast one on the
+            ``device`` (``selfdistill.hardware.resolve``: bf16 only where it is native).
         trust_remote_code: run model code shipped with the checkpoint. Off unless asked.
         gradient_checkpointing: recompute activations in backward (non-reentrant) to save memory.
         length_multiple: pad the training/scoring passes on the right to a multiple of this many
             columns (``set_length_multiple``: fewer distinct shapes, faster and lighter on a CPU).
-        device: move the model there (default: stay on CPU, where it is loaded).
+        device: move the model there: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:N"``,
+            a ``torch.device``, or None (stay on the CPU, where it is loaded; ``dtype="auto"``
+            then chooses for the CPU).
 
     Returns:
         The model in train mode and its tokenizer with ``padding_side="left"`` and a pad token
@@ -50,8 +52,9 @@ def load_model(
 
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES) + ['auto']}")
+    target = torch.device("cpu") if device is None else device
+    torch_dtype = DTYPES[resolve(dtype, target, warn=False).dtype]
     source = str(alias_path(str(name_or_path)) if str(name_or_path) in ALIASES else name_or_path)
-    torch_dtype = "auto" if dtype == "auto" else DTYPES[dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -75,7 +78,7 @@ def load_model(
         model.config.use_cache = False  # the cache is useless (and warned about) while training
     set_length_multiple(model, length_multiple)
     if device is not None:
-        model.to(device)
+        model.to(resolve(dtype, device, warn=False).device)
     model.train()
     return model, tokenizer
 

@@ -75,6 +75,16 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.checkpoint.every >= 1, "checkpoint.every must be >= 1")
     need(cfg.checkpoint.keep_last >= 1, "checkpoint.keep_last must be >= 1")
     need(cfg.lora.r >= 1 and cfg.lora.alpha > 0, "lora.r must be >= 1 and lora.alpha > 0")
+    ev = cfg.eval
+    need(ev.every >= 0, f"eval.every must be >= 0 (0 = off), got {ev.every}")
+    if ev.every:
+        need(bool(ev.data), "eval.every > 0 needs eval.data: held-out problems with answers, e.g. "
+             "eval.data=gsm8k-100 or a local jsonl")
+    need(ev.limit >= 1 and ev.k >= 1 and ev.problems_per_batch >= 1,
+         "eval.limit, eval.k and eval.problems_per_batch must be >= 1")
+    need(ev.max_new_tokens is None or ev.max_new_tokens >= 1, "eval.max_new_tokens must be >= 1 or null")
+    need(ev.temperature >= 0 and 0 < ev.top_p <= 1 and ev.top_k >= 0,
+         "eval.temperature must be >= 0, eval.top_p in (0, 1], eval.top_k >= 0")
     if cfg.contexts:
         errors += _context_errors(cfg.contexts)
     if errors:

@@ -51,7 +51,9 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
 @dataclass
 class ModelConfig:
     name: str = _f("smollm2-135m", "hub id, local folder, or alias (tiny-random, smollm2-135m)")
-    dtype: str = _f("bfloat16", "weight dtype", ("float32", "bfloat16", "float16"))
+    dtype: str = _f("auto", "weight dtype; auto = bfloat16 where the hardware computes it natively (CUDA "
+                    "with bf16, CPUs with AVX-512 bf16 / AMX), float16 with loss scaling on older GPUs, "
+                    "float32 otherwise", ("auto", "float32", "bfloat16", "float16"))
     trust_remote_code: bool = _f(False, "allow custom model code from the hub")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     length_multiple: int = _f(32, "pad training and scoring passes on the right to a multiple of this many "
@@ -131,6 +133,21 @@ class ObjectiveConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = _f(0, "evaluate the current policy every N optimizer steps (and at the last step) "
+                    "with the scorer of `selfdistill eval`, logging eval/* metrics; 0 = off")
+    data: str = _f("", "held-out problems with answers: a benchmark name (gsm8k-100, rg:<task>, math500) "
+                   "or a local file; needed when eval.every > 0")
+    limit: int = _f(32, "evaluate the first N problems")
+    k: int = _f(1, "samples per problem (avg@k, pass@k, maj@k)")
+    max_new_tokens: typing.Optional[int] = _f(None, "response limit; null = sampling.max_new_tokens")
+    temperature: float = _f(0.6, "sampling temperature of the evaluation (0 = greedy)")
+    top_p: float = _f(0.95, "nucleus sampling mass of the evaluation")
+    top_k: int = _f(20, "top-k of the evaluation (0 = off)")
+    problems_per_batch: int = _f(8, "problems per generate call")
+
+
+@dataclass
 class OptimizerConfig:
     lr: float = _f(5e-6, "AdamW peak learning rate")
     weight_decay: float = _f(0.0, "AdamW decoupled weight decay")
@@ -182,6 +199,7 @@ SECTIONS: dict[str, type] = {
     "schedule": ScheduleConfig,
     "checkpoint": CheckpointConfig,
     "logging": LoggingConfig,
+    "eval": EvalConfig,
 }
 PRIMARY = {"model": "name", "data": "spec", "method": "name"}
 
@@ -205,6 +223,8 @@ class TrainConfig:
     output_dir: str = _f("runs/selfdistill", "where metrics, config.yaml and checkpoints go")
     seed: int = _f(0, "seed of sampling, data order and initialisation")
     resume: bool = _f(False, "continue from the newest complete checkpoint in output_dir")
+    device: str = _f("auto", "auto (each process on its CUDA device when there is one, else the CPU) or "
+                     "cpu (stay on the CPU even with a GPU)", ("auto", "cpu"))
     tiny_sizes: bool = _f(True, "with model=tiny-random, use the smoke sizes of TINY_SIZES for every "
                           "key not set explicitly on the command line (false keeps the recipe's)")
     contexts: dict = _f({}, "options passed to selfdistill.contexts.ContextConfig")
@@ -224,6 +244,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
