@@ -103,11 +103,7 @@ def cpu_capability() -> str:
 
 def cpu_native_bf16() -> bool:
     """Whether oneDNN computes bf16 natively here (and is not capped below it by the environment)."""
-    try:
-        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - builds without oneDNN
-        supported = False
-    if not supported:
+    if not _onednn_bf16():
         return False
     if cpu_capability().upper() in ("DEFAULT", "AVX2", "ZVECTOR", "VSX"):  # ATEN_CPU_CAPABILITY=avx2
         return platform.machine().lower() in ("arm64", "aarch64")
@@ -116,6 +112,14 @@ def cpu_native_bf16() -> bool:
         return False
     flags = _cpu_flags()  # oneDNN also says yes on AVX-512 CPUs that only emulate bf16 (Skylake)
     return flags is None or bool(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
+
+
+def _onednn_bf16() -> bool:
+    """oneDNN's own answer (honours ``ONEDNN_MAX_CPU_ISA``; says yes on any AVX-512 CPU)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - builds without oneDNN
+        return False
 
 
 def _cpu_flags() -> set[str] | None:

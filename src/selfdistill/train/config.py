@@ -10,6 +10,7 @@ Overrides are ``dotted.key=value`` strings. Three shorthands keep command lines 
   ``method.name=grpo``;
 - a bare field name that exists in exactly one section resolves to it: ``max_steps=3`` is
   ``schedule.max_steps=3``; an ambiguous one (``temperature``) is refused with the candidates;
+  the ``eval`` section is never reached this way (``eval.max_new_tokens=...``);
 - values are parsed as YAML and then coerced to the field's declared type (``lr=5e-6`` is a float).
 
 Everything here is checked before any model loads (:func:`validate`); the checks that need data
@@ -202,6 +203,9 @@ SECTIONS: dict[str, type] = {
     "eval": EvalConfig,
 }
 PRIMARY = {"model": "name", "data": "spec", "method": "name"}
+# sections whose keys repeat training ones (eval.max_new_tokens, eval.temperature): dotted only, so
+# the short names keep meaning the training keys (max_new_tokens=64 is sampling.max_new_tokens)
+DOTTED_ONLY = ("eval",)
 
 # The random test model only checks that a recipe runs; its samples are noise, so a published
 # 32 prompts x 1024 tokens step would take minutes on a CPU for nothing. These sizes apply when
@@ -341,7 +345,8 @@ def resolve_key(key: str) -> list[str]:
     top = {f.name for f in dataclasses.fields(TrainConfig)}
     if key in top:
         return [key]
-    owners = [s for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    owners = [s for s, cls in SECTIONS.items()
+              if s not in DOTTED_ONLY and key in {f.name for f in dataclasses.fields(cls)}]
     if len(owners) == 1:
         return [owners[0], key]
     if len(owners) > 1:

@@ -9,7 +9,12 @@ What this loop keeps and drops (say it up front, nanochat style):
 - Data parallel through ``accelerate`` (DDP; FSDP / DeepSpeed configs are documented in
   docs/training.md). Teacher passes run on the unwrapped model under ``no_grad``.
 - Non-finite guard: a step whose loss or gradient norm is not finite is skipped (no optimizer
-  step, no teacher update) and logged; ``max_nonfinite_steps`` in a row stop the run.
+  step, no teacher update) and logged; ``max_nonfinite_steps`` in a row stop the run. With
+  float16 weights the loss is scaled (``loss_scale.LossScaler``): an overflow of the scaled
+  gradients halves the scale and skips the step without counting toward that limit.
+- Device and dtype: decided once (``selfdistill.hardware.resolve``) from the accelerator's device;
+  the policy loads there, and the teachers are built from it after ``accelerate.prepare``, so
+  every tensor a teacher keeps (EMA averages, a frozen copy) lives where the student does.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import logging
 import math
 import random
+import sys
 import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
+
+import json
 
 import numpy as np
 import torch
@@ -28,6 +36,7 @@ import torch
 from . import checkpoint, rollouts, step as step_mod
 from .batches import DataPosition, PromptStream, shard
 from .config import TrainConfig, to_yaml
+from .loss_scale import LossScaler
 from .metrics import MetricsLogger, quantiles
 from .optim import build_optimizer
 from .setup import context_config, load_data, load_policy, preflight, teachers
@@ -53,8 +62,10 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, rollout_backend=None, accelerator=None) -> None:
         from accelerate import Accelerator
 
+        from selfdistill.hardware import resolve
+
         self.cfg = cfg
-        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.acc = accelerator or Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         preflight(cfg, self.world)
         self.out = Path(cfg.output_dir)
@@ -73,11 +84,17 @@ class Trainer:
         from selfdistill.contexts import Renderer
 
         context_config(cfg.contexts)  # option errors before the model loads
-        self.model, self.tokenizer = load_policy(cfg)
+        self.hardware = resolve(cfg.model.dtype, self.acc.device)
+        if self.acc.is_main_process:
+            print(f"selfdistill: {self.hardware.line()}", file=sys.stderr)
+            if self.hardware.warning:
+                log.warning("%s", self.hardware.warning)
+        self.model, self.tokenizer = load_policy(cfg, self.hardware)
         self.renderer = Renderer(self.tokenizer, context_config(cfg.contexts, model=self.model))
-        teacher, base, live = teachers(cfg, self.model)
         optimizer, self.scheduler = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule)
         self.scorer, self.optimizer = self.acc.prepare(step_mod.ResponseScorer(self.model), optimizer)
+        teacher, base, live = teachers(cfg, self.model)  # after prepare: on the student's device
+        self.scaler = LossScaler() if self.hardware.dtype == "float16" else None
         self.passes = step_mod.Passes(self.scorer, self.model, teacher, base, live,
                                       chunk_size=cfg.objective.loss_chunk_size,
                                       share_prefixes=cfg.share_prefixes)
@@ -104,11 +121,12 @@ class Trainer:
         self.logger = None
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(to_yaml(cfg))
+            (self.out / "config.yaml").write_text(f"# {self.hardware.line()}\n" + to_yaml(cfg))
+            (self.out / "hardware.json").write_text(json.dumps(self.hardware.describe(), indent=2) + "\n")
             lg = cfg.logging
             self.logger = MetricsLogger(self.out, keep_lines=keep_lines, tensorboard=lg.tensorboard,
                                         wandb=lg.wandb, trackio=lg.trackio, project=lg.project,
-                                        run_config=cfg.to_dict())
+                                        run_config={**cfg.to_dict(), "hardware": self.hardware.describe()})
 
     # ------------------------------------------------------------------ the loop
 
@@ -176,7 +194,7 @@ class Trainer:
                 res = step_mod.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics,
                                             antisd_lambda=antisd_lambda)
                 # DDP averages gradients over processes; the loss is already a global mean
-                acc.backward(res.loss * self.world)
+                acc.backward(res.loss * (self.world * (self.scaler.scale if self.scaler else 1.0)))
             res.loss = res.loss.detach()
             results.append(res)
         t_loss = time.perf_counter() - t
@@ -186,14 +204,21 @@ class Trainer:
         grad_norm = self._clip()
         lr = self.scheduler.get_last_lr()[0]
         finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        overflow = (self.scaler is not None and math.isfinite(loss) and not finite
+                    and self.scaler.scale > self.scaler.min_scale)
         if finite:
             self.optimizer.step()
             if self.passes.teacher is not None:
                 self.passes.teacher.after_step(self.model)
             self.nonfinite_streak = 0
+        elif overflow:  # float16: the scaled gradients overflowed; a smaller scale retries
+            log.warning("step %d: float16 gradients overflowed at loss scale %g; step skipped, scale "
+                        "halved", step, self.scaler.scale)
         else:
             self.nonfinite_streak += 1
             log.warning("step %d: non-finite loss %s / grad norm %s; step skipped", step, loss, grad_norm)
+        if self.scaler is not None:
+            self.scaler.update(overflow)
         self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped first step advances the lr without an update
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
@@ -202,6 +227,8 @@ class Trainer:
                             skipped=not finite, times=(t_rollout, t_score, t_loss,
                                                        time.perf_counter() - t_step))
         row.update(controls)
+        if self.scaler is not None:
+            row["loss_scale"] = self.scaler.scale
         return row
 
     def _controls(self, step: int, ro) -> dict:
@@ -244,6 +271,8 @@ class Trainer:
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.scaler is not None:
+            self.scaler.unscale_(params)
         max_norm = self.cfg.optimizer.max_grad_norm or float("inf")
         norm = self.acc.clip_grad_norm_(params, max_norm)
         return float(norm)
@@ -325,7 +354,8 @@ class Trainer:
             f"gradient norm, so training stopped (schedule.max_nonfinite_steps="
             f"{self.cfg.schedule.max_nonfinite_steps}). Skipped steps never changed the weights: the "
             f"newest checkpoint ({last}) holds the last good state. Lower optimizer.lr, set "
-            "optimizer.max_grad_norm, or use model.dtype=float32, then resume=true."
+            f"optimizer.max_grad_norm, or use model.dtype=float32 (this run: {self.hardware.dtype}), "
+            "then resume=true."
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -350,6 +380,7 @@ class Trainer:
                      "metrics_lines": self.logger.lines if self.logger else 0,
                      "nonfinite_streak": self.nonfinite_streak, "world_size": self.world,
                      "antisd_warmup_entropy": self.antisd_warmup_entropy,
+                     "loss_scale": self.scaler.state_dict() if self.scaler else None,
                      "method": self.cfg.method.name}
             checkpoint.save(self.ckpt_root, self.step, blobs, state, keep_last=self.cfg.checkpoint.keep_last)
         self.acc.wait_for_everyone()
@@ -377,6 +408,8 @@ class Trainer:
         self.step = int(state["step"])
         self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
         self.antisd_warmup_entropy = state.get("antisd_warmup_entropy")
+        if self.scaler is not None and state.get("loss_scale"):
+            self.scaler.load_state_dict(state["loss_scale"])
         log.info("resumed from %s (step %d)", folder, self.step)
         return int(state["metrics_lines"])
 

@@ -76,17 +76,21 @@ def config_vocab_size(name: str, *, trust_remote_code: bool = False) -> int | No
     return int(vocab) if isinstance(vocab, int) and vocab > 0 else None
 
 
-def load_policy(cfg: TrainConfig):
-    """(model, tokenizer): loaded, vocabulary-checked, LoRA-wrapped when enabled."""
+def load_policy(cfg: TrainConfig, hardware=None):
+    """(model, tokenizer): loaded on ``hardware``'s device and dtype (a ``selfdistill.hardware.Hardware``;
+    None: resolved from ``model.dtype`` for the CPU), vocabulary-checked, LoRA-wrapped when enabled."""
+    from selfdistill.hardware import resolve
+
     from selfdistill.models import LoraSettings, apply_lora, load_model
 
     m = cfg.model
+    hardware = hardware or resolve(m.dtype, "cpu")
     vocab = config_vocab_size(m.name, trust_remote_code=m.trust_remote_code)
     if vocab is not None:  # reject top-k > vocabulary before the weights load
         validate_vocab(cfg, vocab)
-    model, tokenizer = load_model(m.name, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
+    model, tokenizer = load_model(m.name, dtype=hardware.dtype, trust_remote_code=m.trust_remote_code,
                                   gradient_checkpointing=m.gradient_checkpointing,
-                                  length_multiple=m.length_multiple)
+                                  length_multiple=m.length_multiple, device=hardware.device)
     validate_vocab(cfg, model.get_output_embeddings().weight.shape[0])  # the real output rows
     if cfg.lora.enabled:
         lo = cfg.lora

@@ -216,6 +216,13 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
     return Targets(hidden, weights, fn, ent)
 
 
+def graph_anchor(hidden_B_T_H: Tensor) -> Tensor:
+    """A float32 zero that depends on every parameter behind ``hidden_B_T_H``: DDP needs a gradient
+    from each rank even when no token of a micro-batch carries a loss. Summed in float32: a float16
+    sum over [B, T, H] overflows to inf, and inf * 0 is NaN."""
+    return hidden_B_T_H.sum(dtype=torch.float32) * 0.0
+
+
 def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targets | None,
                  num_units: float, *, diagnostics: bool, antisd_lambda: float = 0.0) -> MicroResult:
     """Student pass with gradients and the method's loss, divided by the global ``num_units``.
@@ -230,9 +237,7 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     student = mb.batches["student"]
     student_h = passes.scorer(*fwd_args(student))
     w_student = output_weight(model)
-    # zero-valued term keeps every parameter in the graph (DDP needs a gradient from each rank
-    # even when no token of this micro-batch carries a loss)
-    loss = (student_h.sum() * 0.0).float()
+    loss = graph_anchor(student_h)
     res = MicroResult(loss)
     o = cfg.objective
     if targets is not None and targets.context_logp_B_T is not None:
