@@ -11,6 +11,7 @@ import sys
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from selfdistill.demo.pipeline import DemoSettings
+    from selfdistill.hardware import DEVICE_HELP, DTYPE_CHOICES
 
     d = DemoSettings()
     p = subparsers.add_parser("demo", help="base vs OPSD vs Purified OPSD, end to end on the CPU",
@@ -27,7 +28,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lora-r", type=int, default=d.lora_r)
     p.add_argument("--answer-format", default=d.answer_format,
                    choices=["boxed", "boxed_or_last_number"])
-    p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default=d.dtype, choices=list(DTYPE_CHOICES),
+                   help="auto: bfloat16 where the hardware computes it natively, else float32 "
+                        "(float16 on GPUs without bf16)")
+    p.add_argument("--device", default=d.device, help=DEVICE_HELP)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--output-dir", default=d.output_dir)
     p.add_argument("--fresh", action="store_true", help="delete output-dir and start over")
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, train_data=args.train_data, eval_data=args.eval_data, steps=args.steps,
         prompts_per_step=args.prompts_per_step, problems=args.problems, samples=args.samples,
         max_new_tokens=args.max_new_tokens, lr=args.lr, lora_r=args.lora_r,
-        answer_format=args.answer_format, dtype=args.dtype, seed=args.seed,
+        answer_format=args.answer_format, dtype=args.dtype, device=args.device, seed=args.seed,
         output_dir=args.output_dir, fresh=args.fresh, progress=not args.no_progress,
         overrides=list(args.overrides),
     )

@@ -40,7 +40,8 @@ class DemoSettings:
     train_temperature: float = 1.0
     eval_temperature: float = 0.6
     answer_format: str = "boxed_or_last_number"
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # bf16 only where the hardware computes it natively (selfdistill.hardware)
+    device: str = "auto"
     seed: int = 0
     output_dir: str = "runs/demo"
     fresh: bool = False
@@ -51,6 +52,7 @@ class DemoSettings:
         """The `selfdistill train` overrides of one arm (identical for both but the recipe)."""
         return [
             f"model.name={self.model}", f"model.dtype={self.dtype}", f"data.spec={self.train_data}",
+            f"device={'cpu' if self.device == 'cpu' else 'auto'}",
             f"schedule.max_steps={self.steps}", f"schedule.prompts_per_step={self.prompts_per_step}",
             f"schedule.micro_batch_size={self.prompts_per_step}", "schedule.warmup_steps=0",
             f"sampling.max_new_tokens={self.max_new_tokens}",
@@ -72,7 +74,14 @@ def run_demo(settings: DemoSettings) -> Path:
     if settings.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+    from selfdistill.hardware import resolve
+
+    hardware = resolve(settings.dtype, settings.device)
+    _say(f"hardware: {hardware.line()}")
+    if hardware.warning:
+        _say(f"  warning: {hardware.warning}")
+    (out / "settings.json").write_text(json.dumps({**asdict(settings), "hardware": hardware.describe()},
+                                                  indent=2))
     _quiet_libraries()
     # phase times survive reruns: a reused phase keeps the time it took when it really ran
     timings_path = out / "timings.json"
@@ -107,7 +116,7 @@ def run_demo(settings: DemoSettings) -> Path:
     timings["total_s"] = sum(v for k, v in timings.items() if k != "total_s")
     from selfdistill.demo.report import write_report
 
-    report = write_report(out, settings, results, timings)
+    report = write_report(out, settings, results, timings, hardware.describe())
     _say(f"report: {report / 'summary.md'}")
     return report
 
@@ -172,7 +181,7 @@ def _evaluate_arm(settings: DemoSettings, arm: str, model_ref: str, examples, ou
         _say(f"  {arm}: evaluation found in {folder}, reused")
         return json.loads(summary_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(model_ref, dtype=settings.dtype)
+    model, tokenizer = load_model(model_ref, dtype=settings.dtype, device=settings.device)
     renderer = Renderer(tokenizer, ContextConfig(max_length=model.config.max_position_embeddings))
     params = SamplingParams(temperature=settings.eval_temperature, top_p=0.95, top_k=20,
                             max_new_tokens=settings.max_new_tokens, seed=settings.seed + 1000)

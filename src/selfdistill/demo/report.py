@@ -55,8 +55,11 @@ def overlay_curves(series: dict[str, list[dict]], path: Path) -> Path | None:
                            title="training curves: OPSD vs Purified OPSD (same start, data, seed)")
 
 
-def write_report(out: Path, settings, results: dict[str, dict], timings: dict[str, float]) -> Path:
-    """Write ``out/report`` (summary.md, eval table md/csv, PNGs, sample files); print a table."""
+def write_report(out: Path, settings, results: dict[str, dict], timings: dict[str, float],
+                 hardware: dict | None = None) -> Path:
+    """Write ``out/report`` (summary.md, eval table md/csv, PNGs, sample files); print a table.
+
+    ``hardware``: ``selfdistill.hardware.Hardware.describe()`` of the run (device, dtype, why, CPU)."""
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     rows = eval_rows(results)
@@ -76,9 +79,10 @@ def write_report(out: Path, settings, results: dict[str, dict], timings: dict[st
         if src.exists():
             (report / f"samples_{arm}.jsonl").write_text(src.read_text())
     diag_rows = _diagnostic_rows(series)
-    text = _summary_text(settings, rows, columns, diag_rows, timings)
+    text = _summary_text(settings, rows, columns, diag_rows, timings, hardware)
     (report / "summary.md").write_text(text, encoding="utf-8")
-    (report / "timings.json").write_text(json.dumps(timings, indent=2))
+    (report / "timings.json").write_text(json.dumps({**timings, "hardware": hardware} if hardware else timings,
+                                                    indent=2))
     print()
     print(markdown_table(rows, ["model", "avg@k", "± s.e.", "mean tokens", "markers/1k (paper)"]))
     return report
@@ -95,7 +99,7 @@ def _diagnostic_rows(series: dict[str, list[dict]]) -> list[dict]:
     return out
 
 
-def _summary_text(settings, rows, columns, diag_rows, timings) -> str:
+def _summary_text(settings, rows, columns, diag_rows, timings, hardware: dict | None = None) -> str:
     n_prob = rows[0]["problems"]
     k = rows[0]["k"]
     se = max(r["± s.e."] for r in rows)
@@ -125,8 +129,12 @@ def _summary_text(settings, rows, columns, diag_rows, timings) -> str:
                   "does and does not show.", "",
                   markdown_table(diag_rows, list(diag_rows[0]))]
     lines += ["## Time", "", markdown_table([{k: round(v, 1) for k, v in timings.items()}],
-                                            list(timings)),
-              "Files: eval_table.md/.csv, eval_accuracy.png, eval_markers.png, training_curves.png, "
+                                            list(timings))]
+    if hardware:
+        lines += [f"Ran on {hardware['device']} ({hardware['processor']}, {hardware['cpu_capability']}, "
+                  f"{hardware['threads']} threads, torch {hardware['torch']}) in {hardware['dtype']}: "
+                  f"{hardware['reason']}.", ""]
+    lines += ["Files: eval_table.md/.csv, eval_accuracy.png, eval_markers.png, training_curves.png, "
               "samples_<arm>.jsonl; the training runs (metrics.jsonl, checkpoints, final adapter) "
               "are in ../runs/."]
     return "\n".join(lines) + "\n"
