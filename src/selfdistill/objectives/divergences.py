@@ -38,14 +38,24 @@ def compute_dtype(*tensors: Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-def _log1mexp(x: Tensor) -> Tensor:
-    """log(1 - exp(x)) for x <= 0, stable; floored at log(tiny) so an empty tail stays finite."""
-    tiny = torch.finfo(x.dtype).tiny
-    x = x.clamp(max=0.0)
-    # standard split at -log 2 (Maechler 2012)
-    small = torch.log((-torch.expm1(x)).clamp(min=tiny))
-    large = torch.log1p(-torch.exp(x.clamp(max=-math.log(2.0))))
-    return torch.where(x > -math.log(2.0), small, large)
+def tail_logmass(logprobs: Tensor, topk_ids: Tensor) -> Tensor:
+    """log of the probability mass OUTSIDE the top-k ids, [..., 1], from the non-top-k entries.
+
+    ``logprobs`` [..., V] are normalized log-probs, ``topk_ids`` [..., K] long. The tail is the
+    logsumexp of the entries not in ``topk_ids``, never ``log(1 - sum_topk P)``: when the top-k
+    mass rounds to 1 in float32 (a peaked side, tail below ~6e-8) that difference cancels to 0 and
+    the old floor turned a true tail of 1e-8 into 1e-38 (forward KL 77.6 nats instead of 24.5 in
+    tests/test_objectives_tail.py's setting). Gradients flow to the non-top-k entries.
+
+    One extra column at ``log(tiny)`` joins the logsumexp: it keeps an empty tail (K = V, or every
+    non-top-k entry at -inf) finite with a finite gradient (an all -inf logsumexp has a NaN one),
+    and adds at most ``tiny`` (1e-38 in float32) to the mass.
+    """
+    floor = math.log(torch.finfo(logprobs.dtype).tiny)
+    in_topk = torch.zeros_like(logprobs, dtype=torch.bool).scatter_(-1, topk_ids, True)
+    rest = logprobs.masked_fill(in_topk, -math.inf)
+    rest = torch.cat([rest, rest.new_full((*rest.shape[:-1], 1), floor)], dim=-1)
+    return torch.logsumexp(rest, dim=-1, keepdim=True)
 
 
 def restrict_support(
@@ -60,7 +70,7 @@ def restrict_support(
     """Restrict both log-prob tensors [..., V] to a common support and keep both normalized.
 
     Returns ``(s_sup, t_sup)`` of shape [..., V] for ``support="full"``, else [..., K+1] with a
-    tail bucket (log of ``1 - sum_topk P``) when ``tail`` is True, or [..., K] renormalized over
+    tail bucket (the log-mass of the non-top-k entries, :func:`tail_logmass`) when ``tail`` is True, or [..., K] renormalized over
     the top-k when ``tail`` is False. The top-k ids are the target's (``teacher_topk``), the
     student's (``student_topk``, chosen on detached values) or explicit ``topk_ids`` [..., K].
     """
@@ -84,8 +94,9 @@ def restrict_support(
     s_k = student_logprobs.gather(-1, topk_ids)
     t_k = target_logprobs.gather(-1, topk_ids)
     if tail:
-        s_tail = _log1mexp(torch.logsumexp(s_k, dim=-1, keepdim=True))
-        t_tail = _log1mexp(torch.logsumexp(t_k, dim=-1, keepdim=True))
+        # each side's tail from its own non-top-k entries (see tail_logmass: no 1 - sum)
+        s_tail = tail_logmass(student_logprobs, topk_ids)
+        t_tail = tail_logmass(target_logprobs, topk_ids)
         return torch.cat([s_k, s_tail], dim=-1), torch.cat([t_k, t_tail], dim=-1)
     return s_k.log_softmax(dim=-1), t_k.log_softmax(dim=-1)
 
