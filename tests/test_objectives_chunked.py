@@ -16,7 +16,7 @@ def setup(seed=0, bias=False):
     student = rnd(B, T, H).requires_grad_(True)
     weight = rnd(V, H).requires_grad_(True)
     b = rnd(V).requires_grad_(True) if bias else None
-    hidden = {role: rnd(B, T, H) for role in ("teacher", "refonly", "anchor")}
+    hidden = {role: rnd(B, T, H) for role in ("teacher", "refonly", "anchor", "live")}
     mask = torch.ones(B, T, dtype=torch.long)
     mask[0, 5:] = 0
     mask[1, 0] = 0

@@ -152,8 +152,9 @@ def test_registry_targets_match_functions():
     torch.testing.assert_close(fn({"teacher": t, "refonly": r, "anchor": a}),
                                purified_target_logprobs(t, r, a, beta=0.5, clip=3.0))
     torch.testing.assert_close(make_target_fn("raw")({"teacher": t}), t.log_softmax(-1))
-    tr = make_target_fn("trust_region", r=0.5)({"teacher": t, "student": s})
-    torch.testing.assert_close(tr, ((t + s) / 2).log_softmax(-1))
+    tr = make_target_fn("trust_region", r=0.5)
+    assert tr.roles == ("teacher", "live")
+    torch.testing.assert_close(tr({"teacher": t, "live": s, "student": a}), ((t + s) / 2).log_softmax(-1))
 
 
 def test_purified_student_anchor():

@@ -81,10 +81,23 @@ def purified_target(logits: Mapping[str, Tensor], *, anchor: str = "base", **kwa
     return purified_target_logprobs(logits["teacher"], logits["refonly"], anchor_logits, **kwargs)
 
 
-@register_target("trust_region", roles=("teacher", "student"))
+@register_target("trust_region", roles=("teacher", "live"))
 def trust_region_target(logits: Mapping[str, Tensor], *, r: float, temperature: float = 1.0) -> Tensor:
-    """SDPO trust region: log-softmax of ``lerp(teacher, student, r) / tau`` (student detached)."""
-    return log_probs(trust_region_logits(logits["teacher"], logits["student"], r), temperature=temperature)
+    """SDPO trust-region teacher: ``log_softmax(lerp(teacher, live, r) / tau)``.
+
+    Both logit sets are on the TEACHER context (question + sibling / feedback), [..., V]:
+    ``"teacher"`` is the reference teacher (the initial policy), ``"live"`` the current student's
+    weights run without grad on that same context. r = 0 is the reference teacher, r = 1 the
+    current policy given the privileged context. The question-only student pass ("student") is
+    NOT an input: lerping toward it made r = 1 give loss 0 whatever the teacher (issue 19 item 6).
+    """
+    if "live" not in logits:
+        raise KeyError(
+            "trust_region target needs 'live': the current student's logits on the TEACHER context "
+            "(same prompt as 'teacher', no grad). 'student' is the question-only pass and is not a "
+            f"substitute; got roles {sorted(logits)}"
+        )
+    return log_probs(trust_region_logits(logits["teacher"], logits["live"], r), temperature=temperature)
 
 
 register_loss("distill")(generalized_jsd)

@@ -2,7 +2,8 @@
 
 - raw (OPSD): ``log_softmax(teacher_logits / tau)``
 - purified (Purified OPSD, methods.md section 3 steps 1-4)
-- trust region (SDPO): teacher logits ``lerp(ref_logits, student_logits, r)``
+- trust region (SDPO): teacher logits ``lerp(ref_logits, student_logits, r)``, both on the
+  teacher context
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def purified_target_logprobs(
 
 @torch.no_grad()
 def trust_region_logits(ref_logits: Tensor, student_logits: Tensor, r: float) -> Tensor:
-    """SDPO trust-region teacher logits ``lerp(ref, student, r) = ref + r (student - ref)``,
-    detached; r = 0 is the reference teacher, r = 1 the student itself."""
+    """SDPO trust-region teacher logits ``lerp(ref, student, r) = ref + r (student - ref)``, [..., V],
+    detached. Both must be scored on the TEACHER context: ``ref_logits`` from the reference
+    teacher weights, ``student_logits`` from the current student weights (not the student's
+    question-only pass). r = 0 is the reference teacher, r = 1 the current policy on that context."""
     _check_same_shape(ref=ref_logits, student=student_logits)
     if not 0.0 <= r <= 1.0:
         raise ValueError(f"trust-region r must be in [0, 1], got {r}")
