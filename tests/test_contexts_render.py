@@ -25,6 +25,12 @@ FOOTER = "<|im_end|>\n<|im_start|>assistant\n"
 FINAL = "Please reason step by step, and put your final answer within \\boxed{}."
 HARDENED = (
     "After reading the reference solution above, make sure you truly understand the reasoning "
+    "behind each step, but do not copy or paraphrase it. Now derive the same final answer "
+    "with your own independent reasoning: explore the approaches you find promising, and "
+    "backtrack or reconsider whenever an approach does not work."
+)
+HARDENED_V0 = (  # before issue 19; contains the counted marker "check"
+    "After reading the reference solution above, make sure you truly understand the reasoning "
     "behind each step, but do not copy or paraphrase it. Now solve the problem with your own "
     "independent reasoning: explore the approaches you find promising, check each step, and "
     "backtrack when something does not work."
@@ -65,6 +71,14 @@ def test_teacher_text_mild_and_refonly(smol_tokenizer) -> None:
         f"{HEADER}Problem: What is 2 + 3?\n\n{REFERENCE}{MILD}\n{FINAL}{FOOTER}"
     )
     assert mild.prompt_text("refonly", EXAMPLE) == f"{HEADER}{REFERENCE}{MILD}\n{FINAL}{FOOTER}"
+
+
+def test_legacy_hardened_v0_text_kept_verbatim(smol_tokenizer) -> None:
+    old = Renderer(smol_tokenizer, ContextConfig(max_length=4096, transition="hardened-v0"))
+    assert old.prompt_text("teacher", EXAMPLE) == (
+        f"{HEADER}Problem: What is 2 + 3?\n\n{REFERENCE}{HARDENED_V0}\n{FINAL}{FOOTER}"
+    )
+    assert old.prompt_text("refonly", EXAMPLE) == f"{HEADER}{REFERENCE}{HARDENED_V0}\n{FINAL}{FOOTER}"
 
 
 def test_refonly_is_teacher_without_problem(renderer: Renderer) -> None:

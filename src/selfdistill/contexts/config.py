@@ -41,7 +41,9 @@ class ContextConfig:
     """How every role is rendered.
 
     Attributes:
-        transition: OPSD transition text, "hardened" (default) or "mild" (paper v1).
+        transition: OPSD transition text: "hardened" (default; the current OPSD instruction in
+            our words, free of counted markers), "mild" (paper v1) or "hardened-v0" (our phrasing
+            before issue 19, with the counted marker "check"; for old-vs-new comparisons).
         roles: per-role template options (RoleOptions or plain dicts with the same keys); roles
             not listed use ``RoleOptions()``.
         max_length: prompt + response tokens allowed. None: the tokenizer's ``model_max_length``
@@ -55,7 +57,7 @@ class ContextConfig:
         chat_template: a jinja chat template that replaces the tokenizer's own, or None.
     """
 
-    transition: Literal["hardened", "mild"] = "hardened"
+    transition: Literal["hardened", "mild", "hardened-v0"] = "hardened"
     roles: dict[str, RoleOptions] = field(default_factory=dict)
     max_length: int | None = None
     over_length: Literal["error", "drop"] = "error"

@@ -15,21 +15,39 @@ REFERENCE_INTRO = "Here is a reference solution to this problem:"
 REFERENCE_BEGIN = "=== Reference Solution Begin ==="
 REFERENCE_END = "=== Reference Solution End ==="
 
+# Every text here is free of the epistemic markers the analyses count (analysis.markers.MARKERS,
+# in both the whole-word and the substring "paper" mode: "wait", "maybe", "check", "seems", ...),
+# so a teacher is never told to use a word whose rate is then read as a result of training.
+# tests/test_contexts_markers.py renders every role and scans it with the analysis counter itself.
+# The one exception is a legacy text kept for comparison, listed in LEGACY_TRANSITIONS.
 TRANSITIONS: dict[str, str] = {
     # OPSD paper v1 (arXiv 2601.18734, Figure 2): understand the reference, then solve your own way.
     "mild": (
         "After understanding the reference solution, please try to solve this problem using your "
         "own approach below."
     ),
-    # The current OPSD code's stricter wording (our phrasing of it): no copying, independent
-    # reasoning with exploration and backtracking.
+    # The current OPSD code's stricter instruction, in our own words. Kept from the official
+    # wording: understand each step of the reference; do not copy or paraphrase it; derive the
+    # same final answer independently; explore, backtrack or reconsider. Not in it: any counted
+    # marker (our earlier phrasing added "check each step"; see "hardened-v0").
     "hardened": (
+        "After reading the reference solution above, make sure you truly understand the reasoning "
+        "behind each step, but do not copy or paraphrase it. Now derive the same final answer "
+        "with your own independent reasoning: explore the approaches you find promising, and "
+        "backtrack or reconsider whenever an approach does not work."
+    ),
+    # Our phrasing of the current OPSD wording up to issue 19, kept verbatim so a study can compare
+    # it with "hardened". It contains the counted marker "check" (the teacher is told to check
+    # each step): never the default.
+    "hardened-v0": (
         "After reading the reference solution above, make sure you truly understand the reasoning "
         "behind each step, but do not copy or paraphrase it. Now solve the problem with your own "
         "independent reasoning: explore the approaches you find promising, check each step, and "
         "backtrack when something does not work."
     ),
 }
+# transitions that contain counted markers on purpose (old-vs-new comparisons only)
+LEGACY_TRANSITIONS: tuple[str, ...] = ("hardened-v0",)
 
 SDPO_REPROMPT = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question.\n"
 SDPO_SOLUTION = "\nCorrect solution:\n\n{solution}\n"
