@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from selfdistill.contexts import Renderer
-from selfdistill.models import eval_mode, response_logits
+from selfdistill.models import eval_mode
 from selfdistill.objectives.diagnostics import (
     blank_decomposition,
     distribution_summary,
@@ -81,12 +81,10 @@ class ControlScores:
 
 
 def _logits(model, batches: dict) -> dict[str, torch.Tensor]:
-    out = {}
-    for role, b in batches.items():
-        T = b.response_ids_B_T.shape[1]
-        out[role] = response_logits(model, b.ids_B_L, b.attention_mask_B_L, b.position_ids_B_L,
-                                    b.response_start, T)[0].double()
-    return out
+    """{role: logits_T_V} in float64 on the model's device (the batches are moved there)."""
+    from selfdistill.analysis.token_kl import scoring_logits
+
+    return {role: scoring_logits(model, b) for role, b in batches.items()}
 
 
 @torch.no_grad()
@@ -94,7 +92,8 @@ def score_controls(model, renderer: Renderer, examples: Sequence[Example],
                    response_ids: Sequence[Sequence[int]], *, seed: int = 0) -> ControlScores:
     """Diagnostics per response token under matched and wrong references, plus the blank split.
 
-    One forward per role and response (student, blank, and teacher/refonly per condition).
+    One forward per role and response (student, blank, and teacher/refonly per condition), on
+    the model's device; the per-token values are returned on the CPU.
     """
     wrong, donors = wrong_reference_examples(examples, seed)
     ids_order = list(dict.fromkeys(ex.id for ex in examples))
@@ -111,12 +110,13 @@ def score_controls(model, renderer: Renderer, examples: Sequence[Example],
                 lg = _logits(model, renderer.scoring_batches(("teacher", "refonly"), [example], [list(ids)]))
                 diag = pmi_diagnostics(lg["teacher"], lg["refonly"], base["student"])
                 for key in QUANTITIES:
-                    per_condition[condition][key].append(diag[f"{key}_per_position"])
-                per_condition[condition]["kl_teacher_student"].append(diag["kl_teacher_student_per_position"])
+                    per_condition[condition][key].append(diag[f"{key}_per_position"].cpu())
+                per_condition[condition]["kl_teacher_student"].append(
+                    diag["kl_teacher_student_per_position"].cpu())
                 if condition == "matched":
                     split = blank_decomposition(base["student"], lg["refonly"], base["blank"])
                     for key in BLANK_QUANTITIES:
-                        blank[key].append(split[f"{key}_per_position"])
+                        blank[key].append(split[f"{key}_per_position"].cpu())
     if n == 0:
         raise ValueError("controls: no non-empty response to score")
     return ControlScores(

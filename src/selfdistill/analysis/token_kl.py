@@ -71,10 +71,21 @@ def marker_tokens(token_texts: Sequence[str]) -> list[str]:
     return out
 
 
+def scoring_logits(model, batch) -> torch.Tensor:
+    """``logits_T_V`` (float64, on the model's device) of the one row of ``batch`` (a
+    ScoringBatch built on the CPU by the renderer): its tensors are moved to the model first."""
+    device = next(model.parameters()).device
+    T = batch.response_ids_B_T.shape[1]
+    return response_logits(model, batch.ids_B_L.to(device), batch.attention_mask_B_L.to(device),
+                           batch.position_ids_B_L.to(device), batch.response_start, T)[0].double()
+
+
 @torch.no_grad()
 def score_tokens(model, tokenizer, renderer: Renderer, examples: Sequence[Example],
                  response_ids: Sequence[Sequence[int]]) -> TokenScores:
-    """Score every response under student, teacher and refonly, one response per forward."""
+    """Score every response under student, teacher and refonly, one response per forward.
+
+    The passes run on the model's device; the per-token results are returned on the CPU."""
     kl, kl_fwd, markers, variants = [], [], [], []
     per_position: dict[str, list[torch.Tensor]] = defaultdict(list)
     with eval_mode(model):
@@ -82,18 +93,14 @@ def score_tokens(model, tokenizer, renderer: Renderer, examples: Sequence[Exampl
             if not ids:
                 continue
             batches = renderer.scoring_batches(ROLES, [example], [list(ids)])
-            logits = {}
-            for role, b in batches.items():
-                T = b.response_ids_B_T.shape[1]
-                logits[role] = response_logits(model, b.ids_B_L, b.attention_mask_B_L, b.position_ids_B_L,
-                                               b.response_start, T)[0].double()  # [T, V]
+            logits = {role: scoring_logits(model, b) for role, b in batches.items()}  # [T, V]
             lp_s = torch.log_softmax(logits["student"], -1)
             lp_t = torch.log_softmax(logits["teacher"], -1)
-            kl.append((lp_s.exp() * (lp_s - lp_t)).sum(-1).clamp(min=0.0))
-            kl_fwd.append((lp_t.exp() * (lp_t - lp_s)).sum(-1).clamp(min=0.0))
+            kl.append((lp_s.exp() * (lp_s - lp_t)).sum(-1).clamp(min=0.0).cpu())
+            kl_fwd.append((lp_t.exp() * (lp_t - lp_s)).sum(-1).clamp(min=0.0).cpu())
             diag = pmi_diagnostics(logits["teacher"], logits["refonly"], logits["student"])
             for key in DIAG_KEYS:
-                per_position[key].append(diag[f"{key}_per_position"].double())
+                per_position[key].append(diag[f"{key}_per_position"].double().cpu())
             texts = [tokenizer.decode([t]) for t in ids]
             variants += texts
             markers += marker_tokens(texts)

@@ -67,7 +67,8 @@ def _output(p: argparse.ArgumentParser) -> None:
 
 
 def _model_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model id, local dir, checkpoint dir or alias")
+    p.add_argument("--model", required=True, help="model id, local dir, alias, a training run's output "
+                   "dir or one of its checkpoints (RUN/checkpoints/step-000012)")
     p.add_argument("--data", required=True, help="data spec (offline name, local file, hub id)")
     p.add_argument("--split", default=None)
     p.add_argument("--limit", type=int, default=4, help="number of problems")
@@ -76,14 +77,24 @@ def _model_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | auto")
+    from selfdistill.cli.evaluate import add_hardware_args
+
+    add_hardware_args(p)
     p.add_argument("--thinking", choices=["on", "off"], default="off",
                    help="chat-template thinking switch for models that have one")
 
 
 def run(args: argparse.Namespace) -> int:
     os.makedirs(args.output_dir, exist_ok=True)
-    return int(args._analysis(args) or 0)
+    try:
+        return int(args._analysis(args) or 0)
+    except _ModelError as err:  # a device that is not here, an unusable run or checkpoint
+        print(f"selfdistill analyze: {err}", file=sys.stderr)
+        return 2
+
+
+class _ModelError(Exception):
+    """--device or --model cannot be used; the message says why (exit 2, no traceback)."""
 
 
 def _run_markers(args: argparse.Namespace) -> int:
@@ -118,16 +129,26 @@ def _run_markers(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace):
-    """(model, tokenizer, renderer, examples with solution and answer, sampling params)."""
-    from selfdistill.cli.evaluate import context_limit, resolve_model
+    """(model, tokenizer, renderer, examples with solution and answer, sampling params).
+
+    Prints the hardware line once and writes ``hardware.json`` (``Hardware.describe()``) into
+    --output-dir; the model goes to --device in --dtype."""
+    import json
+    from pathlib import Path
+
+    from selfdistill.cli.evaluate import context_limit, load_any_model, start_hardware
     from selfdistill.contexts import ContextConfig, Renderer, RoleOptions
     from selfdistill.data import load_examples
-    from selfdistill.models import load_model
     from selfdistill.rollout import SamplingParams
 
     examples = load_examples(args.data, split=args.split, limit=args.limit, seed=args.seed,
                              method="opsd", need_answer=True)
-    model, tokenizer = load_model(resolve_model(args.model), dtype=args.dtype)
+    try:
+        hardware = start_hardware(args, f"analyze {args.analysis}")
+        model, tokenizer = load_any_model(args.model, hardware)
+    except ValueError as err:
+        raise _ModelError(str(err)) from None
+    (Path(args.output_dir) / "hardware.json").write_text(json.dumps(hardware.describe(), indent=2) + "\n")
     thinking = RoleOptions(enable_thinking=args.thinking == "on")
     config = ContextConfig(roles={r: thinking for r in ("student", "teacher", "refonly")},
                            max_length=context_limit(model, tokenizer, None))

@@ -12,8 +12,9 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="evaluate a model on math benchmarks", description=__doc__)
     p.add_argument("--model", required=True,
-                   help="hub id, local checkpoint folder, alias (tiny-random, smollm2-135m), or a "
-                        "training run's output dir (its final/ model or adapter is used)")
+                   help="hub id, local save_pretrained folder, alias (tiny-random, smollm2-135m), a "
+                        "training run's output dir (its final/ model, else its newest complete "
+                        "checkpoint) or one of its checkpoints (RUN/checkpoints/step-000012)")
     p.add_argument("--benchmarks", required=True,
                    help="comma list: aime24,aime25,hmmt25,amc23,math500,gsm8k, offline sets "
                         "(gsm8k-100, champ, rg:<task>) or local data files")
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--problems-per-batch", type=int, default=8, help="problems per generate call")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | auto")
+    add_hardware_args(p)
     p.add_argument("--max-length", type=int, default=None,
                    help="prompt token limit (default: the tokenizer's model_max_length, else the "
                         "model's max_position_embeddings)")
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from selfdistill.contexts import ContextConfig, Renderer, RoleOptions
     from selfdistill.eval.benchmarks import benchmark_label, load_benchmark, parse_benchmarks
     from selfdistill.eval.runner import SUMMARY_COLUMNS, evaluate, summary_rows, write_summary
-    from selfdistill.models import load_model
     from selfdistill.rewards import RewardScorer
     from selfdistill.rollout import SamplingParams
 
@@ -63,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=not args.greedy)
-    model, tokenizer = load_model(resolve_model(args.model), dtype=args.dtype)
+    try:
+        hardware = start_hardware(args, "eval")
+        model, tokenizer = load_any_model(args.model, hardware)
+    except ValueError as err:  # a device that is not here, a bad run folder or checkpoint
+        print(f"selfdistill eval: {err}", file=sys.stderr)
+        return 2
     roles = {} if args.thinking is None else {"student": RoleOptions(enable_thinking=args.thinking == "on")}
     renderer = Renderer(tokenizer, ContextConfig(roles=roles, max_length=context_limit(model, tokenizer,
                                                                                    args.max_length)))
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                                   scorer=scorer, problems_per_batch=args.problems_per_batch,
                                   on_sample=append, progress=not args.no_progress)
             summaries[label] = summary
-    write_summary(summaries, out)
+    write_summary(summaries, out, hardware=hardware.describe())
     print(markdown_table(summary_rows(summaries), SUMMARY_COLUMNS))
     print(f"sampling: {json.dumps(next(iter(summaries.values()))['sampling'])}")
     print(f"wrote {samples_path}, {out / 'summary.json'}, {out / 'summary.md'}")
@@ -104,11 +109,42 @@ def context_limit(model, tokenizer, requested: int | None) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def resolve_model(name: str) -> str:
-    """A training run's output dir -> its ``final/`` folder (model or LoRA adapter, with the
-    tokenizer); anything else unchanged."""
-    run_final = Path(name) / "final"
-    if Path(name).is_dir() and not (Path(name) / "config.json").exists() and run_final.is_dir():
-        print(f"using the final model of training run {name}: {run_final}")
-        return str(run_final)
-    return name
+def add_hardware_args(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` (both ``auto`` by default: ``selfdistill.hardware``)."""
+    from selfdistill.hardware import DEVICE_HELP, DTYPE_CHOICES
+
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                   help="weight dtype; auto = bfloat16 where the device computes it natively, "
+                        "float16 on CUDA without bf16, float32 otherwise")
+
+
+def start_hardware(args: argparse.Namespace, command: str):
+    """Resolve ``--dtype``/``--device`` once and print the one start-up line (stderr).
+
+    Raises:
+        ValueError: an unknown dtype or a device that is not on this machine.
+    """
+    from selfdistill.hardware import resolve
+
+    hardware = resolve(args.dtype, args.device)
+    print(f"selfdistill {command}: {hardware.line()}", file=sys.stderr)
+    return hardware
+
+
+def load_any_model(name: str, hardware):
+    """``(model, tokenizer)`` for ``--model``: a training run or one of its checkpoints
+    (``selfdistill.train.run_checkpoint``, the folder used is printed), else ``load_model``;
+    on ``hardware``'s device and dtype.
+
+    Raises:
+        ValueError: (RunCheckpointError) an incomplete checkpoint or an unusable run folder.
+    """
+    from selfdistill.models import load_model
+    from selfdistill.train.run_checkpoint import find, load_run_checkpoint
+
+    run = find(name)
+    if run is None:
+        return load_model(name, dtype=hardware.dtype, device=hardware.device)
+    print(run.describe())
+    return load_run_checkpoint(run, dtype=hardware.dtype, device=hardware.device)

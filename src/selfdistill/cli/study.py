@@ -78,5 +78,9 @@ def run(args: argparse.Namespace) -> int:
             budget = f", budget {c.budget_s:g} s" if c.budget_s else ""
             print(f"  {c.name:28s} {what}{budget} {' '.join(c.overrides)}")
         return 0
-    run_study(study, settings, extra, args.output_dir or f"runs/study-{study.name}")
+    try:
+        run_study(study, settings, extra, args.output_dir or f"runs/study-{study.name}")
+    except StudyError as err:
+        print(f"selfdistill study {study.name}: {err}", file=sys.stderr)
+        return 2
     return 0

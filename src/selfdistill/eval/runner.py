@@ -131,6 +131,12 @@ SUMMARY_COLUMNS = ("benchmark", "num_problems", "samples_per_problem", "avg@k", 
                    "markers_paper_per_1k")
 
 
+def hardware_line(hardware: dict) -> str:
+    """``device cpu (processor, AVX2), float32: reason`` from a ``Hardware.describe()`` record."""
+    return (f"device {hardware.get('device')} ({hardware.get('processor')}, "
+            f"{hardware.get('cpu_capability')}), {hardware.get('dtype')}: {hardware.get('reason')}")
+
+
 def summary_rows(summaries: dict[str, dict]) -> list[dict]:
     """Flatten per-benchmark summaries into table rows (avg@k / maj@k / pass@k list as text)."""
     rows = []
@@ -143,18 +149,28 @@ def summary_rows(summaries: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def write_summary(summaries: dict[str, dict], output_dir: str | Path) -> tuple[Path, Path]:
-    """Write summary.json (everything) and summary.md (the table plus the sampling settings)."""
+def write_summary(summaries: dict[str, dict], output_dir: str | Path, *,
+                  hardware: dict | None = None) -> tuple[Path, Path]:
+    """Write summary.json (everything) and summary.md (the table plus the sampling settings).
+
+    ``hardware``: ``selfdistill.hardware.Hardware.describe()`` of the run; stored as the
+    ``hardware`` entry of every benchmark's summary and as a line of summary.md.
+    """
     from selfdistill.analysis.tables import markdown_table
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if hardware is not None:
+        for summary in summaries.values():
+            summary["hardware"] = hardware
     json_path, md_path = out / "summary.json", out / "summary.md"
     json_path.write_text(json.dumps(summaries, indent=2), encoding="utf-8")
     lines = ["# Evaluation summary", ""]
     first = next(iter(summaries.values()))
     lines += [f"Model: `{first['model']}`. Sampling: "
               + ", ".join(f"{k}={v}" for k, v in first["sampling"].items()), ""]
+    if hardware is not None:
+        lines += [f"Hardware: {hardware_line(hardware)}.", ""]
     lines.append(markdown_table(summary_rows(summaries), SUMMARY_COLUMNS))
     lines.append("k = samples per problem; pass@k is the unbiased estimator; maj@k votes over "
                  "extracted answers (ties: first occurrence); markers per 1k response tokens.")

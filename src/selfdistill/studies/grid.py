@@ -20,7 +20,8 @@ from typing import Any, Callable
 # Settings every study has (CPU values; a study's gpu scale replaces what it needs).
 COMMON_CPU: dict[str, Any] = {
     "model": "smollm2-135m",
-    "dtype": "bfloat16",
+    "dtype": "auto",  # selfdistill.hardware: bf16 only where the device computes it natively
+    "device": "auto",  # CUDA when present, else the CPU; training cells get device=cpu or auto
     "train_data": "rg:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=512&seed=1",
     "eval_data": "rg:basic_arithmetic?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=200&seed=2",
     "steps": 8,
@@ -46,7 +47,6 @@ COMMON_CPU: dict[str, Any] = {
 # The published settings shared by the GPU configurations (Qwen3 thinking evals, LoRA r 64).
 COMMON_GPU: dict[str, Any] = {
     "model": "Qwen/Qwen3-8B",
-    "dtype": "bfloat16",
     "train_data": "openai/gsm8k:main",
     "eval_data": "aime24",
     "steps": 200,

@@ -41,13 +41,16 @@ def common_overrides(s: dict, run_dir: Path, *, max_steps: int, resume: bool) ->
     """`selfdistill train` overrides every training cell of a study shares.
 
     ``lr=0`` and ``train_temperature<0`` keep the recipe's own values (the GPU configurations).
+    The study's ``device`` becomes the trainer's ``device=cpu`` for ``cpu``, else ``device=auto``
+    (each process on its CUDA device; pick a GPU with CUDA_VISIBLE_DEVICES).
     """
     keep_recipe = [
         *([f"optimizer.lr={s['lr']}"] if s["lr"] > 0 else []),
         *([f"sampling.temperature={s['train_temperature']}"] if s["train_temperature"] >= 0 else []),
     ]
     return [*keep_recipe,
-        f"model.name={s['model']}", f"model.dtype={s['dtype']}", f"data.spec={s['train_data']}",
+        f"model.name={s['model']}", f"model.dtype={s['dtype']}", f"device={train_device(s)}",
+        f"data.spec={s['train_data']}",
         f"schedule.max_steps={max_steps}", f"schedule.prompts_per_step={s['prompts_per_step']}",
         f"schedule.micro_batch_size={s['micro_batch_size']}", "schedule.warmup_steps=0",
         f"sampling.rollouts_per_prompt={s['rollouts']}", f"sampling.max_new_tokens={s['max_new_tokens']}",
@@ -57,6 +60,11 @@ def common_overrides(s: dict, run_dir: Path, *, max_steps: int, resume: bool) ->
         f"seed={s['seed']}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
         f"logging.answer_format={s['answer_format']}",
     ]
+
+
+def train_device(s: dict) -> str:
+    """The trainer's ``device`` key (auto | cpu) for the study's ``device`` setting."""
+    return "cpu" if str(s.get("device", "auto")) == "cpu" else "auto"
 
 
 def cell_config(cell: Cell, s: dict, extra: list[str], out: Path, run_dir: Path, *, max_steps: int,
@@ -128,7 +136,7 @@ def evaluate_model(model_ref: str, s: dict, examples: list, folder: Path, label:
     """Sample ``eval_samples`` answers per problem; summary.json (written last) + samples.jsonl."""
     from selfdistill.contexts import ContextConfig, Renderer
     from selfdistill.eval.runner import evaluate
-    from selfdistill.models import load_model
+    from selfdistill.hardware import resolve
     from selfdistill.rewards import RewardScorer
     from selfdistill.rollout import SamplingParams
 
@@ -136,7 +144,7 @@ def evaluate_model(model_ref: str, s: dict, examples: list, folder: Path, label:
     if summary_path.exists():
         return json.loads(summary_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(model_ref, dtype=s["dtype"])
+    model, tokenizer = load_eval_model(model_ref, s)
     renderer = Renderer(tokenizer, ContextConfig(max_length=model.config.max_position_embeddings))
     k = s["eval_samples"]
     params = SamplingParams(temperature=s["eval_temperature"], top_p=0.95, top_k=20,
@@ -146,8 +154,22 @@ def evaluate_model(model_ref: str, s: dict, examples: list, folder: Path, label:
                                  pass_ks=sorted({1, k}), benchmark=benchmark, model_name=label,
                                  scorer=scorer, progress=s["progress"])
     summary["answer_format"] = s["answer_format"]
+    summary["hardware"] = resolve(s["dtype"], s.get("device", "auto"), warn=False).describe()
     with open(folder / "samples.jsonl", "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     write_json(summary_path, summary)
     return summary
+
+
+def load_eval_model(model_ref: str, s: dict):
+    """``(model, tokenizer)`` on the study's device and dtype: a run folder, one of its
+    checkpoints (``train.run_checkpoint``) or anything ``load_model`` reads."""
+    from selfdistill.models import load_model
+    from selfdistill.train.run_checkpoint import find, load_run_checkpoint
+
+    device = s.get("device", "auto")
+    run = find(model_ref)
+    if run is not None and not run.is_final:
+        return load_run_checkpoint(run, dtype=s["dtype"], device=device)
+    return load_model(run.folder if run else model_ref, dtype=s["dtype"], device=device)

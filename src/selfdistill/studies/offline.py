@@ -30,7 +30,7 @@ def generate_pairs(s: dict, guide: str, cell_dir: Path) -> list[tuple[list[int],
 
     t0 = time.perf_counter()
     examples = load_examples(s["train_data"], limit=s["gen_problems"], method="opsd")
-    model, tokenizer = load_model(s["model"], dtype=s["dtype"])
+    model, tokenizer = load_model(s["model"], dtype=s["dtype"], device=s.get("device", "auto"))
     renderer = Renderer(tokenizer, ContextConfig(max_length=model.config.max_position_embeddings))
     params = SamplingParams(temperature=s["train_temperature"], top_p=0.95, top_k=20,
                             max_new_tokens=s["max_new_tokens"], seed=s["seed"], n=s["gen_samples"])
@@ -72,6 +72,7 @@ def sft_cell(cell: Cell, s: dict, cell_dir: Path) -> Path | None:
         return None
     t0 = time.perf_counter()
     train_sft(pairs, SFTConfig(model=s["model"], output_dir=str(run_dir), dtype=s["dtype"],
+                               device=s.get("device", "auto"),
                                lora_r=s["lora_r"], lora_alpha=2 * s["lora_r"], lr=s["sft_lr"],
                                epochs=s["sft_epochs"], batch_size=s["sft_batch_size"], seed=s["seed"]))
     write_json(done, {"pairs": len(pairs), "seconds_this_session": time.perf_counter() - t0})

@@ -30,6 +30,14 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _hardware_lines(out: Path) -> list[str]:
+    """The hardware line of the last invocation (settings.json), or nothing for older studies."""
+    from selfdistill.eval.runner import hardware_line
+
+    hw = _json(out / "settings.json").get("hardware")
+    return [f"Hardware: {hardware_line(hw)}.", ""] if hw else []
+
+
 def _tail_mean(rows: list[dict], key: str) -> float | str:
     vals = [r[key] for r in rows[-TAIL:] if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     return sum(vals) / len(vals) if vals else ""
@@ -121,6 +129,7 @@ def write_report(study: Study, s: dict, cells: list[Cell], eval_sets: dict, out:
              + f" ({s['eval_problems'] or 'all'} problems x {s['eval_samples']} samples, "
              f"T={s['eval_temperature']}, top-p 0.95, top-k 20, {s['eval_max_new_tokens']} new tokens, "
              f"answer_format `{s['answer_format']}`).", "",
+             *_hardware_lines(out),
              "## Results", "", markdown_table(rows, columns),
              f"Training columns average the last {TAIL} logged steps; ±se is the binomial standard "
              "error over problems (differences under about twice it are noise).", ""]

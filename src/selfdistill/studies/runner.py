@@ -2,7 +2,8 @@
 
 Layout of ``output_dir``::
 
-    settings.json            resolved settings and extra train overrides of the last invocation
+    settings.json            resolved settings, extra train overrides and hardware (device, dtype,
+                             why) of the last invocation
     base/eval/<set>/         the base model's evaluation (shared by every cell)
     cells/<cell>/run/        the training run (metrics.jsonl, checkpoints/, final/)
     cells/<cell>/eval/<set>/ summary.json + samples.jsonl
@@ -27,9 +28,19 @@ MARKER = "COMPLETE"
 
 def run_study(study: Study, settings: dict, extra: list[str], output_dir: str | Path) -> Path:
     """Run (or finish) ``study`` in ``output_dir``; returns the report folder."""
+    from selfdistill.hardware import resolve
+
+    from .grid import StudyError
+
+    try:
+        hardware = resolve(settings["dtype"], settings.get("device", "auto"))
+    except ValueError as err:
+        raise StudyError(f"dtype={settings['dtype']} device={settings.get('device')}: {err}") from None
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "settings.json", {"study": study.name, "settings": settings, "extra": extra})
+    write_json(out / "settings.json", {"study": study.name, "settings": settings, "extra": extra,
+                                       "hardware": hardware.describe()})
+    say(f"study {study.name}: {hardware.line()}")
     _quiet_libraries()
     if settings.get("threads"):
         import torch

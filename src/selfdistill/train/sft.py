@@ -6,10 +6,13 @@ unguided ones). What it keeps and drops, up front:
   solution in context: that is the point of the experiment;
 - loss = token mean of the next-token cross-entropy over response tokens only (prompt and padding
   positions carry no loss), over the whole batch;
-- AdamW + lr shape from ``train.optim``, a LoRA adapter from ``selfdistill.models``, float32 or the
-  model's dtype, one process. No checkpoints mid-run (runs are minutes long): a killed run restarts;
+- AdamW + lr shape from ``train.optim``, a LoRA adapter from ``selfdistill.models``, one process
+  on ``device`` in ``dtype`` (both ``auto`` by default: ``selfdistill.hardware``; float16 weights
+  get dynamic loss scaling, ``loss_scale.LossScaler``, and a step whose gradients overflow is
+  skipped). No checkpoints mid-run (runs are minutes long): a killed run restarts;
 - the output ``output_dir/final`` is ``save_pretrained`` of the adapter (or model) plus the
-  tokenizer, the same layout as ``selfdistill train``, so ``load_model`` and the eval runner read it.
+  tokenizer, the same layout as ``selfdistill train``, so ``load_model`` and the eval runner read it;
+  ``output_dir/hardware.json`` records the device and dtype (``Hardware.describe()``).
 """
 
 from __future__ import annotations
@@ -29,11 +32,15 @@ from .optim import build_optimizer
 
 @dataclass
 class SFTConfig:
-    """Settings of one SFT run (units: steps are optimizer steps, lr is the AdamW peak)."""
+    """Settings of one SFT run (units: steps are optimizer steps, lr is the AdamW peak).
+
+    ``dtype`` and ``device`` take ``selfdistill.hardware`` values (``auto``: the fast dtype on the
+    first CUDA device, else the CPU)."""
 
     model: str
     output_dir: str
-    dtype: str = "float32"
+    dtype: str = "auto"
+    device: str = "auto"
     lora_r: int = 16
     lora_alpha: int = 32
     lr: float = 1e-4
@@ -84,17 +91,27 @@ def sft_loss(model, ids_B_L: torch.Tensor, attention_mask_B_L: torch.Tensor,
 
 
 def train_sft(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: SFTConfig) -> Path:
-    """Fine-tune ``cfg.model`` with LoRA on ``pairs``; writes metrics.jsonl and final/."""
+    """Fine-tune ``cfg.model`` with LoRA on ``pairs``; writes metrics.jsonl, hardware.json and final/."""
+    import sys
+
+    from selfdistill.hardware import resolve
     from selfdistill.models import LoraSettings, apply_lora, load_model
+
+    from .loss_scale import LossScaler
 
     if not pairs:
         raise ValueError("train_sft got no (prompt, response) pairs: nothing to fine-tune on")
+    hardware = resolve(cfg.dtype, cfg.device)
+    print(f"selfdistill sft: {hardware.line()}", file=sys.stderr)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "hardware.json").write_text(json.dumps(hardware.describe(), indent=2) + "\n")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    model, tokenizer = load_model(cfg.model, dtype=cfg.dtype)
+    model, tokenizer = load_model(cfg.model, dtype=hardware.dtype, device=hardware.device)
     model = apply_lora(model, LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha))
+    device = next(model.parameters()).device
+    scaler = LossScaler() if hardware.dtype == "float16" else None
     model.train()
     steps_per_epoch = (len(pairs) + cfg.batch_size - 1) // cfg.batch_size
     schedule = ScheduleConfig(max_steps=steps_per_epoch * cfg.epochs, warmup_steps=0)
@@ -109,17 +126,25 @@ def train_sft(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: SFTConf
             for i in range(0, len(order), cfg.batch_size):
                 t0 = time.perf_counter()
                 batch = collate([pairs[j] for j in order[i:i + cfg.batch_size]], tokenizer.pad_token_id)
-                loss, n_tokens = sft_loss(model, *batch)
-                loss.backward()
+                loss, n_tokens = sft_loss(model, *(t.to(device) for t in batch))
+                (loss * (scaler.scale if scaler else 1.0)).backward()
+                if scaler is not None:
+                    scaler.unscale_(trainable)
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     trainable, cfg.max_grad_norm or float("inf"))
                 lr = scheduler.get_last_lr()[0]
-                optimizer.step()
+                finite = bool(torch.isfinite(grad_norm))
+                if scaler is not None:
+                    scaler.update(overflow=not finite)
+                stepped = finite or scaler is None  # float16 overflow: skip, smaller scale next
+                if stepped:
+                    optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 step += 1
                 log.write(json.dumps({"step": step, "epoch": epoch, "loss": float(loss.detach()),
                                       "tokens": n_tokens, "lr": lr, "grad_norm": float(grad_norm),
+                                      "skipped": int(not stepped),
                                       "time/step_s": time.perf_counter() - t0}) + "\n")
                 log.flush()
     final = out / "final"
