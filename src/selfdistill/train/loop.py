@@ -127,6 +127,9 @@ class Trainer:
             self.logger = MetricsLogger(self.out, keep_lines=keep_lines, tensorboard=lg.tensorboard,
                                         wandb=lg.wandb, trackio=lg.trackio, project=lg.project,
                                         run_config={**cfg.to_dict(), "hardware": self.hardware.describe()})
+        from .periodic_eval import PeriodicEval
+
+        self.periodic_eval = PeriodicEval(cfg, is_main=self.acc.is_main_process) if cfg.eval.every else None
 
     # ------------------------------------------------------------------ the loop
 
@@ -141,6 +144,8 @@ class Trainer:
             while self.step < cfg.schedule.max_steps:
                 self.step += 1
                 row = self.train_step(self.step)
+                if self.periodic_eval is not None:
+                    row.update(self.periodic_eval.maybe(self.step, self.model, self.tokenizer, self.renderer))
                 if self.logger is not None:
                     self.logger.log(row)
                 bar.update(1)
