@@ -38,7 +38,9 @@ FEEDBACKS = [None, "Your answer 3 was wrong."]
 
 
 def _config(template: str | None, student: bool, teacher: bool, boundary: str) -> ContextConfig:
-    roles = {role: RoleOptions(enable_thinking=teacher) for role in ROLES if role != "student"}
+    # "base" is not set: it inherits the student's options (the anchor renders the student's
+    # context; a different setting is refused, test_contexts_inherit.py)
+    roles = {role: RoleOptions(enable_thinking=teacher) for role in ROLES if role not in ("student", "base")}
     roles["student"] = RoleOptions(enable_thinking=student)
     return ContextConfig(max_length=4096, roles=roles, chat_template=template,
                          think_boundary=boundary)

@@ -176,7 +176,9 @@ def test_unknown_role_and_bad_config(renderer: Renderer) -> None:
         ContextConfig(roles={"teacher": {"thinking": True}})
     from_yaml = ContextConfig(roles={"teacher": {"enable_thinking": True}})
     assert from_yaml.options("teacher") == RoleOptions(enable_thinking=True)
-    assert from_yaml.options("refonly") == RoleOptions()
+    assert from_yaml.options("refonly") == RoleOptions(enable_thinking=True)  # inherits the teacher
+    assert from_yaml.options("base") == RoleOptions()  # inherits the (default) student
+    assert from_yaml.options("reprompt") == RoleOptions()
 
 
 def test_max_length_required_when_tokenizer_has_no_real_limit(smol_tokenizer) -> None:

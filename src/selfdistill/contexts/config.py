@@ -8,6 +8,12 @@ from typing import Literal
 from selfdistill.contexts.prompts import TRANSITIONS
 
 ROLES = ("student", "teacher", "refonly", "base", "reprompt", "blank")
+# role -> the role whose template options it must share. The Purified OPSD anchor P_0 ("base") is
+# the frozen base on the student's exact context, so P_0 == pi_theta at step 0; the
+# reference-only teacher differs from the teacher only by the missing problem, so Delta_it
+# measures the problem and nothing else. A role that is not configured inherits; configured
+# differently, the config is refused (a silent mismatch was issue 19 item 8).
+INHERITS = {"base": "student", "refonly": "teacher"}
 Role = Literal["student", "teacher", "refonly", "base", "reprompt", "blank"]
 
 
@@ -45,7 +51,9 @@ class ContextConfig:
             our words, free of counted markers), "mild" (paper v1) or "hardened-v0" (our phrasing
             before issue 19, with the counted marker "check"; for old-vs-new comparisons).
         roles: per-role template options (RoleOptions or plain dicts with the same keys); roles
-            not listed use ``RoleOptions()``.
+            not listed use ``RoleOptions()``, except "base", which uses the student's options,
+            and "refonly", which uses the teacher's (``INHERITS``); setting either to something
+            else raises ContextError.
         max_length: prompt + response tokens allowed. None: the tokenizer's ``model_max_length``
             when it is a real limit (< 10**7), else the renderer refuses to start.
         over_length: "error" (raise ContextLengthError) or "drop" (skip the row, report it).
@@ -75,12 +83,28 @@ class ContextConfig:
             _check_choice("roles key", role, ROLES)
             roles[role] = _role_options(role, options)
         object.__setattr__(self, "roles", roles)  # dicts (e.g. from YAML) become RoleOptions
+        for role, parent in INHERITS.items():
+            if role in roles and roles[role] != self.options(parent):
+                raise ContextError(
+                    f"ContextConfig.roles[{role!r}]={roles[role]} differs from the {parent}'s "
+                    f"options {self.options(parent)}: the {role!r} role must render exactly the "
+                    f"{parent}'s context (" + (
+                        "the anchor P_0 must equal the student's context at step 0"
+                        if role == "base" else
+                        "the reference-only teacher differs from the teacher only by the problem"
+                    ) + f"). Fix: remove roles.{role} (it inherits roles.{parent}) or make it equal"
+                )
         if self.max_length is not None and self.max_length <= 0:
             raise ContextError(f"ContextConfig.max_length must be positive, got {self.max_length}")
 
     def options(self, role: str) -> RoleOptions:
-        """The template options of ``role`` (defaults when not configured)."""
-        return self.roles.get(role, RoleOptions())
+        """The template options of ``role``: its own when configured, else those of the role it
+        inherits from (``INHERITS``: base <- student, refonly <- teacher), else defaults."""
+        if role in self.roles:
+            return self.roles[role]
+        if role in INHERITS:
+            return self.options(INHERITS[role])
+        return RoleOptions()
 
 
 def _role_options(role: str, options: object) -> RoleOptions:
