@@ -29,6 +29,10 @@ def test_demo_writes_every_report_file_and_reuses_phases(tmp_path, capsys):
     summary = (report / "summary.md").read_text()
     for label in ("base", "OPSD", "Purified OPSD", "pmi/norm_ratio_ref_total", "standard error"):
         assert label in summary
+    # the report names the precision and why (here the explicit --dtype float32)
+    assert "in float32: asked for explicitly" in summary and "Ran on cpu (" in summary
+    machine = json.loads((report / "timings.json").read_text())["hardware"]
+    assert machine["dtype"] == "float32" and machine["cpu_capability"]
     samples = [json.loads(l) for l in (report / "samples_opsd.jsonl").read_text().splitlines()]
     assert len(samples) == 3 * 2 and {s["model"] for s in samples} == {"opsd"}
     for arm in ("opsd", "purified-opsd"):
@@ -38,10 +42,33 @@ def test_demo_writes_every_report_file_and_reuses_phases(tmp_path, capsys):
     assert "| base |" in capsys.readouterr().out
 
     first = json.loads((report / "timings.json").read_text())
+    assert json.loads((out / "settings.json").read_text())["hardware"]["dtype"] == "float32"
     assert _demo(out) == 0  # second run: everything reused, nothing retrained
     text = capsys.readouterr().out
     assert text.count("reused") == 5
     assert json.loads((report / "timings.json").read_text())["train_opsd_s"] == first["train_opsd_s"]
+
+
+def test_demo_auto_dtype_follows_the_hardware(tmp_path, monkeypatch, capsys):
+    """Without --dtype the demo resolves auto: float32 on a CPU without native bf16, said at start."""
+    from selfdistill import hardware
+    from selfdistill.demo import pipeline
+
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: False)
+    seen = {}
+
+    def stop_before_training(settings, arm, out):  # the overrides are all this test needs
+        seen[arm] = settings.train_overrides(arm, out / "runs" / arm, False)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "_train_arm", stop_before_training)
+    with pytest.raises(SystemExit):
+        main(["demo", "--model", "tiny-random", "--problems", "1", "--samples", "1", "--max-new-tokens", "2",
+              "--no-progress", "--output-dir", str(tmp_path / "d")])
+    assert "float32: this CPU" in capsys.readouterr().out
+    assert "model.dtype=auto" in seen["opsd"]
+    settings = json.loads((tmp_path / "d" / "settings.json").read_text())
+    assert settings["dtype"] == "auto" and settings["hardware"]["dtype"] == "float32"
 
 
 def test_demo_rejects_bad_flags(tmp_path, capsys):
