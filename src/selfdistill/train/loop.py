@@ -89,6 +89,10 @@ class Trainer:
             print(f"selfdistill: {self.hardware.line()}", file=sys.stderr)
             if self.hardware.warning:
                 log.warning("%s", self.hardware.warning)
+            if getattr(self.acc, "mixed_precision", "no") != "no":
+                log.warning("accelerate mixed_precision=%s autocasts the student pass only; selfdistill "
+                            "sets precision with model.dtype (set accelerate's mixed_precision to 'no')",
+                            self.acc.mixed_precision)
         self.model, self.tokenizer = load_policy(cfg, self.hardware)
         self.renderer = Renderer(self.tokenizer, context_config(cfg.contexts, model=self.model))
         optimizer, self.scheduler = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule)
