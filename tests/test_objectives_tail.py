@@ -107,8 +107,10 @@ def test_float32_tail_property(seed, beta, support, k, sp, tp):
     want, want_grad = reference(s, t, beta=beta, support=support, k=k)
     assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(grad).all())
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+    # relative to the gradient's scale, plus 1e-6 absolute: entries of a float32 softmax near 1
+    # carry ~1e-7 rounding each, which dominates when the true gradient is itself ~1e-3
     scale = float(want_grad.norm())
-    assert float((grad.double() - want_grad).norm()) <= 1e-4 * max(scale, 1e-3)
+    assert float((grad.double() - want_grad).norm()) <= 1e-4 * scale + 1e-6
 
 
 def test_tail_logmass_is_the_non_topk_logsumexp_and_stays_finite_when_empty():
