@@ -100,3 +100,20 @@ def test_load_model_auto_dtype_uses_the_hardware_choice(cpu):
     cpu("AVX512", True, {"avx512_bf16"})
     model, _ = load_model("tiny-random", dtype="auto", device="cpu")
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_every_recipe_and_command_defaults_to_auto():
+    """No default pins bf16: on an AVX2 CPU that is emulated and a recipe would crawl."""
+    import argparse
+
+    from selfdistill.cli import demo as demo_cli
+    from selfdistill.train.config import TINY_MODELS, load_config, recipe_names
+
+    for name in recipe_names():
+        cfg = load_config(name)
+        if cfg.model.name not in TINY_MODELS:
+            assert cfg.model.dtype == "auto" and cfg.device == "auto", name
+    parser = argparse.ArgumentParser()
+    demo_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["demo"])
+    assert (args.dtype, args.device) == ("auto", "auto")
