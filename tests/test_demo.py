@@ -31,6 +31,7 @@ def test_demo_writes_every_report_file_and_reuses_phases(tmp_path, capsys):
         assert label in summary
     # the report names the precision and why (here the explicit --dtype float32)
     assert "in float32: asked for explicitly" in summary and "Ran on cpu (" in summary
+    assert "transition text): `hardened` (the project's wording" in summary
     machine = json.loads((report / "timings.json").read_text())["hardware"]
     assert machine["dtype"] == "float32" and machine["cpu_capability"]
     samples = [json.loads(l) for l in (report / "samples_opsd.jsonl").read_text().splitlines()]

@@ -79,7 +79,7 @@ def write_report(out: Path, settings, results: dict[str, dict], timings: dict[st
         if src.exists():
             (report / f"samples_{arm}.jsonl").write_text(src.read_text())
     diag_rows = _diagnostic_rows(series)
-    text = _summary_text(settings, rows, columns, diag_rows, timings, hardware)
+    text = _summary_text(settings, rows, columns, diag_rows, timings, hardware, _transition(out))
     (report / "summary.md").write_text(text, encoding="utf-8")
     (report / "timings.json").write_text(json.dumps({**timings, "hardware": hardware} if hardware else timings,
                                                     indent=2))
@@ -99,7 +99,21 @@ def _diagnostic_rows(series: dict[str, list[dict]]) -> list[dict]:
     return out
 
 
-def _summary_text(settings, rows, columns, diag_rows, timings, hardware: dict | None = None) -> str:
+def _transition(out: Path) -> str | None:
+    """The OPSD teacher's transition text name as the OPSD run used it (its config.yaml)."""
+    import yaml
+
+    from selfdistill.contexts import ContextConfig
+
+    config = out / "runs" / "opsd" / "config.yaml"
+    if not config.exists():
+        return None
+    contexts = (yaml.safe_load(config.read_text()) or {}).get("contexts") or {}
+    return contexts.get("transition", ContextConfig().transition)
+
+
+def _summary_text(settings, rows, columns, diag_rows, timings, hardware: dict | None = None,
+                  transition: str | None = None) -> str:
     n_prob = rows[0]["problems"]
     k = rows[0]["k"]
     se = max(r["± s.e."] for r in rows)
@@ -112,7 +126,11 @@ def _summary_text(settings, rows, columns, diag_rows, timings, hardware: dict | 
         f"{settings.lora_r}, lr {settings.lr}, seed {settings.seed}, same data order.",
         f"Answers scored with answer_format=`{settings.answer_format}`"
         + (" (the last number counts when nothing is boxed: the 135M model rarely boxes)."
-           if settings.answer_format != "boxed" else "."), "",
+           if settings.answer_format != "boxed" else "."),
+        *([f"Teacher instruction (transition text): `{transition}`"
+           + (" (the project's wording, free of the epistemic markers counted below)."
+              if transition != "hardened-v0" else " (the legacy text, which says \"check\").")]
+          if transition else []), "",
         "## Evaluation", "", markdown_table(rows, columns),
         f"How to read it: with {n_prob} problems the standard error of an accuracy is up to "
         f"±{se:.3f}; differences smaller than about twice that are noise. A few dozen steps on a "
