@@ -1,11 +1,12 @@
 """The CPU speed and memory pieces of docs/training.md "Speed on a CPU", each on or off, on one model:
 
-    .venv/bin/python benchmarks/components.py [--model smollm2-135m] [--threads 2] [--repeats 3]
+    .venv/bin/python benchmarks/components.py [--model smollm2-135m] [--threads 2] [--repeats 3] [--dtype auto]
 
 1. rollout sampler: HFGenerate(sampler="topk") vs "hf", 8 prompts x 128 sampled tokens (T 1.1,
    top-p 0.95, top-k 20), generation forced to the cap; best wall seconds of --repeats.
 2. LoRA compute: student forward + backward of one 325-token row through ``response_hidden``,
-   mixed precision (bf16 adapter matmuls) vs float32 adapter compute; best of --repeats.
+   mixed precision (adapter matmuls in the weights' bf16/fp16) vs float32 adapter compute; best of
+   --repeats. With float32 weights there is nothing to mix: one row, marked so.
 3. sampling memory: peak resident memory added by one prefill (1 new token) with the output
    layer's input made contiguous (default) vs HF's strided slice; and the exact-restore merge:
    seconds for merge + restore and the share of weight entries it had to save.
@@ -21,7 +22,9 @@
    of --repeats x 5: the fixed cost per call and the cost per column that
    ``train.passes.CALL_COLUMNS`` is derived from.
 
-LoRA r 64 on all seven projections with B ~ N(0, 1e-3) (a trained-looking adapter), bf16 weights.
+LoRA r 64 on all seven projections with B ~ N(0, 1e-3) (a trained-looking adapter), weights in the
+hardware's dtype (auto): bfloat16 only where this CPU computes it natively, else float32
+(``--dtype`` forces one). The output is headed by the machine record.
 Peak memory uses /proc/self/clear_refs (Linux).
 """
 
@@ -35,6 +38,7 @@ import torch
 
 import selfdistill.rollout.hf_generate as hf_generate
 from generate import QUESTIONS, _NeverStops  # benchmarks/ is the script's directory
+from machine import add_dtype_option, header, machine, record
 from selfdistill.models import (
     LoraSettings,
     apply_lora,
@@ -116,9 +120,11 @@ def main() -> None:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    add_dtype_option(p)
     a = p.parse_args()
+    hw = machine(a.dtype)
     torch.set_num_threads(a.threads)
-    model, tok = load_model(a.model, dtype="bfloat16")
+    model, tok = load_model(a.model, dtype=hw.dtype)
     lora = apply_lora(model, LoraSettings())
     torch.manual_seed(0)
     with torch.no_grad():
@@ -138,17 +144,20 @@ def main() -> None:
     batch = (ids, torch.ones_like(ids), torch.arange(325)[None], 197, 128)
     direction = torch.randn(1, 128, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
     lora.train()
-    saved = getattr(lora, _AUTOCAST_ATTR)
-    for mixed in (True, False):
-        if not mixed:
+    # apply_lora sets the autocast marker only for bf16/fp16 weights: float32 has no mixed variant
+    saved = getattr(lora, _AUTOCAST_ATTR, None)
+    for mixed in (True, False) if saved is not None else (False,):
+        if not mixed and saved is not None:
             delattr(lora, _AUTOCAST_ATTR)
 
         def fwd_bwd():
             (response_hidden(lora, *batch).float() * direction).sum().backward()
 
         fwd_bwd()
-        rows.append((f"student fwd+bwd, 325-token row, lora mixed_precision={mixed}", f"{best(fwd_bwd, a.repeats):.2f} s"))
-    setattr(lora, _AUTOCAST_ATTR, saved)
+        label = f"lora mixed_precision={mixed}" if saved is not None else f"{hw.dtype} weights, no mixed variant"
+        rows.append((f"student fwd+bwd, 325-token row, {label}", f"{best(fwd_bwd, a.repeats):.2f} s"))
+    if saved is not None:
+        setattr(lora, _AUTOCAST_ATTR, saved)
     lora.zero_grad(set_to_none=True)
     rows += shape_rows(lora)
     lora.eval()
@@ -187,7 +196,8 @@ def main() -> None:
             total += w.numel()
     rows.append(("weight entries the merge saves (W + D - D != W)", f"{lost / total:.2%} of {total:,}"))
 
-    print(f"model {a.model}, bf16, LoRA r 64 (B ~ 1e-3), {a.threads} threads, best of {a.repeats}\n")
+    print(header(record(hw, a.dtype)) + "\n")
+    print(f"model {a.model}, {hw.dtype}, LoRA r 64 (B ~ 1e-3), {a.threads} threads, best of {a.repeats}\n")
     print("| piece | result |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

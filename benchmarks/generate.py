@@ -1,9 +1,10 @@
 """Generation speed: LoRA adapter unmerged vs merged (exact restore) vs disabled, HF generate.
 
-    .venv/bin/python benchmarks/generate.py --model smollm2-135m --dtype bfloat16 \
+    .venv/bin/python benchmarks/generate.py --model smollm2-135m [--dtype auto] \
         --prompts 8 --new-tokens 128 --repeats 2
 
-Greedy decoding with eos disabled, so every run produces exactly prompts x new-tokens tokens.
+Weights in the hardware's dtype (auto): bfloat16 only where this CPU computes it natively, else
+float32 (``--dtype`` forces one). Greedy decoding with eos disabled, so every run produces exactly prompts x new-tokens tokens.
 Prints wall seconds and process CPU seconds per configuration (best of --repeats). On a busy
 machine the wall time is meaningless; with --threads 1 the CPU time stays a fair comparison.
 """
@@ -16,6 +17,7 @@ import time
 
 import torch
 
+from machine import add_dtype_option, header, machine, record  # benchmarks/ is the script's directory
 from selfdistill.models import LoraSettings, apply_lora, load_model
 from selfdistill.rollout import HFGenerate, SamplingParams
 
@@ -34,15 +36,17 @@ QUESTIONS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--dtype", default="bfloat16")
+    add_dtype_option(parser)
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    hw = machine(args.dtype)
     torch.set_num_threads(args.threads)
+    print(header(record(hw, args.dtype)) + "\n", flush=True)
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    model, tokenizer = load_model(args.model, dtype=hw.dtype)
     lora = apply_lora(model, LoraSettings())
     with torch.no_grad():  # a trained-looking adapter (B = 0 would make merging a no-op)
         for name, p in lora.named_parameters():
@@ -72,7 +76,7 @@ def main() -> None:
             print(f"  {label}: wall {wall:.2f} s, cpu {cpu:.2f} s", flush=True)
             assert sum(s.num_tokens for s in samples) == args.prompts * args.new_tokens
     tokens = args.prompts * args.new_tokens
-    print(f"{tokens} tokens per run, {args.threads} threads, best of {args.repeats}")
+    print(f"{tokens} tokens per run, {hw.dtype}, {args.threads} threads, best of {args.repeats}")
     for label, (wall, cpu) in best.items():
         print(f"{label:18s} wall {wall:7.2f} s ({tokens / wall:6.1f} tok/s)  cpu {cpu:7.2f} s")
 

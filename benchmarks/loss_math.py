@@ -2,10 +2,11 @@
 outside the model's own passes (docs/benchmarks/step.md, "time outside the model's passes").
 
     .venv/bin/python benchmarks/loss_math.py [--positions 256] [--vocab 49152] [--chunks 4] [--threads 2] \
-        [--allocator keep|system]
+        [--allocator keep|system] [--dtype auto]
 
-Defaults are the step benchmark's: 256-position chunks of SmolLM2-135M (V 49,152, H 576), bf16
-logits, 4 chunks per step (8 prompts x 128 tokens). Random logits; medians of ``--repeats`` runs
+Defaults are the step benchmark's: 256-position chunks of SmolLM2-135M (V 49,152, H 576), logits
+in the hardware's dtype (auto): bfloat16 only where this CPU computes it natively, else float32
+(``--dtype`` forces one), 4 chunks per step (8 prompts x 128 tokens). Random logits; medians of ``--repeats`` runs
 after one warm-up. The rows are the pieces `train.step.compute_loss` runs per chunk.
 ``--allocator keep`` (default) is what a training run uses on a CPU (``cpu_allocator=keep``,
 ``selfdistill.train.allocator``); ``system`` leaves glibc's defaults.
@@ -19,6 +20,7 @@ import time
 
 import torch
 
+from machine import add_dtype_option, header, machine, record  # benchmarks/ is the script's directory
 from selfdistill import objectives as obj
 from selfdistill.objectives.divergences import kl_with_logit_grad
 from selfdistill.train.passes import entropy
@@ -43,16 +45,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--allocator", choices=("keep", "system"), default="keep")
+    add_dtype_option(p)
     a = p.parse_args()
+    hw = machine(a.dtype)
     if a.allocator == "keep":
         from selfdistill.train.allocator import keep_freed_memory
 
         keep_freed_memory()
     torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(0)
-    hidden = {k: torch.randn(a.positions, a.hidden, generator=g).bfloat16()
+    hidden = {k: torch.randn(a.positions, a.hidden, generator=g).to(hw.torch_dtype)
               for k in ("teacher", "refonly", "anchor", "student")}
-    weight = (torch.randn(a.vocab, a.hidden, generator=g) * 0.05).bfloat16()
+    weight = (torch.randn(a.vocab, a.hidden, generator=g) * 0.05).to(hw.torch_dtype)
     lg = {k: obj.project(v, weight) for k, v in hidden.items()}
     student = lg["student"].float().requires_grad_()
     target = obj.purified_target_logprobs(lg["teacher"], lg["refonly"], lg["anchor"])
@@ -74,7 +78,8 @@ def main() -> None:
          "purified"),
         ("PMI diagnostics", lambda: obj.pmi_diagnostics(lg["teacher"], lg["refonly"], lg["student"]), "purified"),
     ]
-    print(f"{a.positions} positions x V {a.vocab}, bf16 logits, {a.threads} threads, allocator {a.allocator}, "
+    print(header(record(hw, a.dtype)) + "\n")
+    print(f"{a.positions} positions x V {a.vocab}, {hw.dtype} logits, {a.threads} threads, allocator {a.allocator}, "
           f"{a.chunks} chunks per step, median of {a.repeats}\n")
     print("| piece | s per chunk | s per step | counted for |")
     print("|---|---|---|---|")
