@@ -437,6 +437,9 @@ class Trainer:
         if self.rewarder is not None:
             self.rewarder.close()
             self.rewarder = None
+        if getattr(self, "periodic_eval", None) is not None:
+            self.periodic_eval.close()
+            self.periodic_eval = None
 
 
 def _seed_everything(seed: int) -> None:
