@@ -44,7 +44,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, help="the training method (decides required fields)")
-    parser.add_argument("--columns", default="", help="field=column mapping, e.g. problem=q,solution=ref")
+    parser.add_argument("--columns", default="", help="field=column mapping, e.g. problem=q,solution=ref "
+                        "(selfdistill train: data.columns=problem=q,solution=ref)")
     parser.add_argument("--split", help="hub dataset split (default: train, or the only split)")
     parser.add_argument("--seed", type=int, default=0, help="seed of rg: generators (default 0)")
 
@@ -71,7 +72,7 @@ def _check(args: argparse.Namespace, columns: dict[str, str]) -> int:
     try:
         result = load_with_report(args.path, split=args.split, columns=columns or None, seed=args.seed,
                                   method=args.method, need_answer=True if args.need_answer else None,
-                                  max_chars=args.max_chars)
+                                  max_chars=args.max_chars, syntax="data")
     except DataError as err:
         for error in err.errors:
             print(error.format())
@@ -99,6 +100,8 @@ def _summary(checked: LoadResult, method: str | None) -> None:
         if lengths:
             print(f"  {name} chars: min {min(lengths)}, median {statistics.median(lengths):g}, "
                   f"max {max(lengths)}")
+    for warning in checked.warnings:
+        print(f"  warning: {warning}")
 
 
 def _plural(n: int, word: str) -> str:
@@ -107,7 +110,9 @@ def _plural(n: int, word: str) -> str:
 
 def _show(args: argparse.Namespace, columns: dict[str, str]) -> int:
     result = load_with_report(args.spec, split=args.split, columns=columns or None, seed=args.seed,
-                              method=args.method, on_bad_rows="skip")
+                              method=args.method, on_bad_rows="skip", syntax="data")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.jsonl:
         skipped = len({e.row for e in result.skipped})
         print(f"{result.source}: {_plural(len(result.examples), 'row')}" +

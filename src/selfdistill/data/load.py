@@ -38,6 +38,8 @@ class LoadResult:
         source: the path or dataset name.
         columns: every column of the source; mapping: field -> column used (None if absent).
         total_rows: rows read (good and bad), after ``limit``.
+        warnings: columns that look like a field but are not read (e.g. an answer column named
+            ``gold``), each with the mapping that would read it.
     """
 
     examples: list[Example]
@@ -46,12 +48,13 @@ class LoadResult:
     columns: list[str] = field(default_factory=list)
     mapping: dict[str, str | None] = field(default_factory=dict)
     total_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_examples(spec: str | Path, *, split: str | None = None, columns: dict[str, str] | None = None,
                   limit: int | None = None, seed: int = 0, method: str | None = None,
                   on_bad_rows: str = "error", need_answer: bool | None = None,
-                  max_chars: int = MAX_FIELD_CHARS) -> list[Example]:
+                  max_chars: int = MAX_FIELD_CHARS, syntax: str = "any") -> list[Example]:
     """Load and validate examples from ``spec`` (see the module docstring for the forms).
 
     Args:
@@ -64,11 +67,16 @@ def load_examples(spec: str | Path, *, split: str | None = None, columns: dict[s
             logs a warning (whole-source problems such as a missing column always raise).
         need_answer: require answers regardless of the method (None: decided by the method).
         max_chars: longest allowed field, in characters.
+        syntax: how error hints write a column mapping: "data" (``--columns``), "train"
+            (``data.columns=``) or "any" (both forms).
     Raises:
         DataError: with every problem found, row-numbered.
     """
     result = load_with_report(spec, split=split, columns=columns, limit=limit, seed=seed, method=method,
-                              on_bad_rows=on_bad_rows, need_answer=need_answer, max_chars=max_chars)
+                              on_bad_rows=on_bad_rows, need_answer=need_answer, max_chars=max_chars,
+                              syntax=syntax)
+    for warning in result.warnings:
+        log.warning("%s: %s", result.source, warning)
     if result.skipped:
         log.warning("skipped %d bad rows of %s:\n%s", len({e.row for e in result.skipped}),
                     result.source, format_errors(result.skipped, limit=5))
@@ -78,8 +86,9 @@ def load_examples(spec: str | Path, *, split: str | None = None, columns: dict[s
 def load_with_report(spec: str | Path, *, split: str | None = None, columns: dict[str, str] | None = None,
                      limit: int | None = None, seed: int = 0, method: str | None = None,
                      on_bad_rows: str = "error", need_answer: bool | None = None,
-                     max_chars: int = MAX_FIELD_CHARS) -> LoadResult:
-    """Like ``load_examples`` but also returns the skipped rows, the columns and the mapping."""
+                     max_chars: int = MAX_FIELD_CHARS, syntax: str = "any") -> LoadResult:
+    """Like ``load_examples`` but also returns the skipped rows, the columns, the mapping and the
+    warnings (not logged here: the caller shows them)."""
     if on_bad_rows not in ("error", "skip"):
         raise ValueError(f"on_bad_rows must be 'error' or 'skip', not {on_bad_rows!r}")
     table = read_source(spec, split=split, limit=limit, seed=seed)
@@ -90,7 +99,8 @@ def load_with_report(spec: str | Path, *, split: str | None = None, columns: dic
         raise DataError(fatal)
     checked = check_rows(table.rows, columns=table.columns, overrides=columns, method=method,
                          need_answer=need_answer, max_chars=max_chars, source=table.source,
-                         label=table.label, unit=table.unit, id_prefix=table.id_prefix or table.label)
+                         label=table.label, unit=table.unit, id_prefix=table.id_prefix or table.label,
+                         syntax=syntax)
     errors = sorted(table.errors + checked.errors, key=lambda e: e.row)
     if any(e.row == 0 for e in errors) or (errors and on_bad_rows == "error"):
         raise DataError(errors)
@@ -98,7 +108,8 @@ def load_with_report(spec: str | Path, *, split: str | None = None, columns: dic
         raise DataError(errors or [RowError(0, "file", "no rows", table.source)])
     return LoadResult(examples=checked.examples, skipped=errors, source=table.source,
                       columns=checked.columns, mapping=checked.mapping,
-                      total_rows=len(table.rows) + len({e.row for e in table.errors}))
+                      total_rows=len(table.rows) + len({e.row for e in table.errors}),
+                      warnings=checked.warnings)
 
 
 def read_source(spec: str | Path, *, split: str | None = None, limit: int | None = None,

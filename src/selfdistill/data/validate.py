@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfdistill.data.columns import FIELDS, infer_mapping, missing_column_message, split_gsm8k, to_text
+from selfdistill.data.columns import (FIELDS, infer_mapping, map_hint, missing_column_message, split_gsm8k,
+                                     to_text, unread_column_warnings)
 from selfdistill.data.errors import RowError
 from selfdistill.data.rows import RawRow, columns_of
 from selfdistill.types import Example
@@ -40,23 +41,26 @@ def requirements(method: str | None, need_answer: bool | None = None) -> dict[st
 
 @dataclass
 class Checked:
-    """Result of checking rows: the good ones as Examples, every error, the mapping used."""
+    """Result of checking rows: the good ones as Examples, every error, the mapping used, and
+    warnings (columns that look like a field but are not read)."""
 
     examples: list[Example] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     mapping: dict[str, str | None] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_rows(rows: Sequence[RawRow], *, columns: list[str] | None = None,
                overrides: dict[str, str] | None = None, method: str | None = None,
                need_answer: bool | None = None, max_chars: int = MAX_FIELD_CHARS,
                source: str = "", label: str = "row", unit: str = "row",
-               id_prefix: str | None = None) -> Checked:
+               id_prefix: str | None = None, syntax: str = "any") -> Checked:
     """Map and validate raw rows. Whole-source problems have row 0.
 
     Rows without an id get ``f"{id_prefix}-{number}"``; rows without an origin get
-    ``f"{label} {unit} {number}"`` (e.g. "train.jsonl line 12").
+    ``f"{label} {unit} {number}"`` (e.g. "train.jsonl line 12"). ``syntax`` (a
+    ``columns.MAP_SYNTAX`` key: data, train, any) is how hints tell to map a column.
     """
     needs = requirements(method, need_answer)
     columns = list(columns) if columns is not None else columns_of(list(rows))
@@ -68,10 +72,13 @@ def check_rows(rows: Sequence[RawRow], *, columns: list[str] | None = None,
     for name, why in needs.items():
         column = mapping[name]
         if column is None and not (name == "solution" and _gsm8k_steps_possible(mapping, rows)):
-            out.errors.append(RowError(0, name, missing_column_message(name, columns, why), source))
+            out.errors.append(RowError(0, name, missing_column_message(name, columns, why, syntax), source))
         elif column is not None and rows and not any(_filled(r, column) for r in rows):
             out.errors.append(RowError(0, name, f"{_cell(name, column)} is empty in every row; {why}: "
-                                       "fill it in, or map another column with --columns", source))
+                                       f"fill it in, or map another column with {map_hint(name, syntax)}",
+                                       source))
+    derived = ("solution",) if _gsm8k_steps_possible(mapping, rows) else ()
+    out.warnings = unread_column_warnings(columns, mapping, syntax, derived=derived)
     if any(e.row == 0 for e in out.errors):
         return out  # a missing column would otherwise repeat the same error on every row
     first_row_of_id: dict[str, int] = {}

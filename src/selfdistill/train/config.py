@@ -40,10 +40,14 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key and the fix."""
 
 
-def _f(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
-    meta = {"help": help}
+def _f(default: Any, help: str, choices: tuple | None = None, parse: Any = None, **kw: Any) -> Any:
+    """A config field with its help text, optional choices and an optional ``parse(value)`` run on
+    every value set (before the type check)."""
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    if parse is not None:
+        meta["parse"] = parse
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -76,9 +80,22 @@ class LoraConfig:
     )
 
 
+def _columns(value: Any) -> dict:
+    """``data.columns`` as given (``problem=q,solution=ref`` or a mapping) -> {field: column}."""
+    from selfdistill.data.columns import parse_columns
+
+    try:
+        return parse_columns(value)
+    except ValueError as err:
+        raise ConfigError(f"data.columns: {err} (e.g. data.columns=problem=question,solution=completion)") from None
+
+
 @dataclass
 class DataConfig:
     spec: str = _f("gsm8k-100", "offline name (gsm8k-100, champ, rg:<task>), local file or hub id")
+    columns: dict = _f({}, "field -> column mapping, as `selfdistill data check --columns`: "
+                       "problem=q,solution=ref or {problem: q, solution: ref}; fields: problem, "
+                       "solution, answer, id (unmapped fields use the recognised names)", parse=_columns)
     split: typing.Optional[str] = _f(None, "dataset split (hub / multi-split sources)")
     limit: typing.Optional[int] = _f(None, "use only the first N examples")
     on_bad_rows: str = _f("error", "what to do with invalid rows", ("error", "skip"))
@@ -384,6 +401,9 @@ def _set(cfg: TrainConfig, path: list[str], value: Any) -> None:
             _set(cfg, [name, sub], v)
         return
     hint = typing.get_type_hints(type(obj))[name]
+    parse = fields[name].metadata.get("parse")
+    if parse is not None:
+        value = parse(value)
     setattr(obj, name, _coerce(value, hint, ".".join(path)))
 
 

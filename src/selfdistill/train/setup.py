@@ -28,8 +28,11 @@ def load_data(cfg: TrainConfig) -> Data:
     from selfdistill.data import load_with_report
 
     d = cfg.data
-    result = load_with_report(d.spec, split=d.split, limit=d.limit, seed=d.data_seed,
-                              method=cfg.method.name, on_bad_rows=d.on_bad_rows)
+    result = load_with_report(d.spec, split=d.split, columns=d.columns or None, limit=d.limit,
+                              seed=d.data_seed, method=cfg.method.name, on_bad_rows=d.on_bad_rows,
+                              syntax="train")
+    for warning in result.warnings:
+        log.warning("data %s: %s", result.source, warning)
     validate_examples(cfg, result.examples)
     skipped = len({e.row for e in result.skipped})
     if skipped:
