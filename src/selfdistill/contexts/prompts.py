@@ -36,7 +36,7 @@ TRANSITIONS: dict[str, str] = {
         "with your own independent reasoning: explore the approaches you find promising, and "
         "backtrack or reconsider whenever an approach does not work."
     ),
-    # Our phrasing of the current OPSD wording up to issue 19, kept verbatim so a study can compare
+    # Our earlier phrasing of the current OPSD wording, kept verbatim so a study can compare
     # it with "hardened". It contains the counted marker "check" (the teacher is told to check
     # each step): never the default.
     "hardened-v0": (
