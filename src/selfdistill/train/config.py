@@ -243,7 +243,11 @@ TINY_SIZES = {
 class TrainConfig:
     output_dir: str = _f("runs/selfdistill", "where metrics, config.yaml and checkpoints go")
     seed: int = _f(0, "seed of sampling, data order and initialisation")
-    resume: bool = _f(False, "continue from the newest complete checkpoint in output_dir")
+    resume: bool = _f(False, "continue from the newest complete checkpoint in output_dir (refused when a "
+                      "key that defines the run differs from the checkpoint's; see resume_allow_changes)")
+    resume_allow_changes: bool = _f(False, "with resume=true, continue even though run-defining keys (data, "
+                                    "sampling, objective, optimizer, ...) changed: each change is logged and "
+                                    "recorded in config.yaml and resumes.jsonl with the step it took effect")
     device: str = _f("auto", "auto (each process on its CUDA device when there is one, else the CPU) or "
                      "cpu (stay on the CPU even with a GPU)", ("auto", "cpu"))
     tiny_sizes: bool = _f(True, "with model=tiny-random, use the smoke sizes of TINY_SIZES for every "

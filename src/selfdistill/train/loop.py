@@ -33,12 +33,13 @@ import json
 import numpy as np
 import torch
 
-from . import checkpoint, rollouts, step as step_mod
+from . import checkpoint, resume_guard, rollouts, step as step_mod
 from .batches import DataPosition, PromptStream, shard
 from .config import TrainConfig, to_yaml
 from .loss_scale import LossScaler
 from .metrics import MetricsLogger, quantiles
 from .optim import build_optimizer
+from .resume_guard import OutputDirError  # noqa: F401  (raised by resume_guard.inspect; re-exported)
 from .setup import context_config, load_data, load_policy, preflight, teachers
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient norm."""
-
-
-class OutputDirError(RuntimeError):
-    """output_dir already holds a run and resume was not asked for."""
 
 
 class Trainer:
@@ -70,17 +67,14 @@ class Trainer:
         preflight(cfg, self.world)
         self.out = Path(cfg.output_dir)
         self.ckpt_root = self.out / "checkpoints"
-        if not cfg.resume and checkpoint.complete_steps(self.ckpt_root):
-            raise OutputDirError(
-                f"{self.out} already holds checkpoints of a run: pass resume=true to continue it, "
-                "or choose another output_dir"
-            )
         if cfg.cpu_allocator == "keep" and self.acc.device.type == "cpu":
             from .allocator import keep_freed_memory
 
             keep_freed_memory()
         _seed_everything(cfg.seed)
         self.data = load_data(cfg)  # before the model: bad data fails in seconds
+        self.run_definition = resume_guard.run_definition(cfg, self.data.examples)
+        resume_plan = resume_guard.inspect(cfg, self.ckpt_root, self.run_definition)  # before the model
         from selfdistill.contexts import Renderer
 
         context_config(cfg.contexts)  # option errors before the model loads
@@ -121,11 +115,12 @@ class Trainer:
         self.step = 0
         self.nonfinite_streak = 0
         self.antisd_warmup_entropy: float | None = None
-        keep_lines = self._resume() if cfg.resume else None
+        keep_lines = self._resume(resume_plan) if resume_plan is not None else None
         self.logger = None
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(f"# {self.hardware.line()}\n" + to_yaml(cfg))
+            (self.out / "config.yaml").write_text(f"# {self.hardware.line()}\n"
+                                                  + resume_guard.config_header(self.out) + to_yaml(cfg))
             (self.out / "hardware.json").write_text(json.dumps(self.hardware.describe(), indent=2) + "\n")
             lg = cfg.logging
             self.logger = MetricsLogger(self.out, keep_lines=keep_lines, tensorboard=lg.tensorboard,
@@ -390,19 +385,15 @@ class Trainer:
                      "nonfinite_streak": self.nonfinite_streak, "world_size": self.world,
                      "antisd_warmup_entropy": self.antisd_warmup_entropy,
                      "loss_scale": self.scaler.state_dict() if self.scaler else None,
-                     "method": self.cfg.method.name}
+                     "method": self.cfg.method.name, "run": self.run_definition}
             checkpoint.save(self.ckpt_root, self.step, blobs, state, keep_last=self.cfg.checkpoint.keep_last)
         self.acc.wait_for_everyone()
 
-    def _resume(self) -> int | None:
-        """Load the newest complete checkpoint; returns the metrics lines to keep (None: fresh)."""
-        folder = checkpoint.latest(self.ckpt_root)
-        if folder is None:
-            log.warning("resume=true but %s has no complete checkpoint: starting from step 0", self.ckpt_root)
-            return None
+    def _resume(self, plan: resume_guard.ResumePlan) -> int:
+        """Load the checkpoint ``plan`` names (checked by resume_guard.inspect) and apply its
+        accepted changes; returns the metrics lines to keep."""
+        folder = plan.folder
         blobs, state, rng = checkpoint.load(folder, rank=self.rank)
-        if state.get("method") != self.cfg.method.name:
-            raise OutputDirError(f"{folder} was written by method {state.get('method')}, not {self.cfg.method.name}")
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, value in blobs["trainable"].items():
@@ -419,8 +410,14 @@ class Trainer:
         self.antisd_warmup_entropy = state.get("antisd_warmup_entropy")
         if self.scaler is not None and state.get("loss_scale"):
             self.scaler.load_state_dict(state["loss_scale"])
-        log.info("resumed from %s (step %d)", folder, self.step)
-        return int(state["metrics_lines"])
+        resume_guard.apply_changes(plan, self.cfg, self.optimizer, self.scheduler, self.stream)
+        kept = int(state["metrics_lines"])
+        if self.acc.is_main_process:
+            resume_guard.record(self.out, plan, kept)
+            metrics = self.out / "metrics.jsonl"
+            logged = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+            resume_guard.announce(plan, kept, logged)
+        return kept
 
     def save_final(self) -> None:
         """``output_dir/final``: the adapter (LoRA) or the model, with the tokenizer."""
