@@ -8,9 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from selfdistill.cli.help import DefaultsFormatter
+from selfdistill.rewards.extract import ANSWER_FORMATS
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("eval", help="evaluate a model on math benchmarks", description=__doc__)
+    p = subparsers.add_parser("eval", help="evaluate a model on math benchmarks", description=__doc__,
+                              formatter_class=DefaultsFormatter)
     p.add_argument("--model", required=True,
                    help="hub id, local save_pretrained folder, alias (tiny-random, smollm2-135m), a "
                         "training run's output dir (its final/ model, else its newest complete "
@@ -20,15 +24,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(gsm8k-100, champ, rg:<task>) or local data files")
     p.add_argument("--k", type=int, default=4, help="samples per problem")
     p.add_argument("--pass-k", default="1", help="comma list of k for pass@k (each <= --k)")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=20, help="0 = off")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
+    p.add_argument("--top-k", type=int, default=20, help="sample among the top-k tokens; 0 = off")
     p.add_argument("--greedy", action="store_true", help="greedy decoding (needs --k 1)")
-    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="response limit in tokens")
+    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default="boxed",
+                   help="how a response's final answer is read: the last \\boxed{} (papers), or "
+                        "boxed_or_last_number (the last number when nothing is boxed; for small models "
+                        "that never box, as the demo and logging.answer_format in training)")
     p.add_argument("--thinking", choices=["on", "off"], default=None,
                    help="chat-template enable_thinking switch (Qwen3-style); default: the template's")
-    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (chunk i of problems uses seed + i)")
     p.add_argument("--problems-per-batch", type=int, default=8, help="problems per generate call")
     add_hardware_args(p)
     p.add_argument("--max-length", type=int, default=None,
@@ -43,13 +51,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from selfdistill.analysis.tables import markdown_table
     from selfdistill.contexts import ContextConfig, Renderer, RoleOptions
-    from selfdistill.eval.benchmarks import benchmark_label, load_benchmark, parse_benchmarks
-    from selfdistill.eval.runner import SUMMARY_COLUMNS, evaluate, summary_rows, write_summary
+    from selfdistill.data import DataError
+    from selfdistill.eval.benchmarks import benchmark_label, check_benchmark_name, load_benchmark, parse_benchmarks
+    from selfdistill.eval.runner import SUMMARY_COLUMNS, evaluate, no_answer_warning, summary_rows, write_summary
+    from selfdistill.models import ModelLoadError
     from selfdistill.rewards import RewardScorer
     from selfdistill.rollout import SamplingParams
 
     try:
         names = parse_benchmarks(args.benchmarks)
+        for name in names:
+            check_benchmark_name(name)
         pass_ks = sorted({int(x) for x in args.pass_k.split(",") if x.strip()})
     except ValueError as err:
         print(f"selfdistill eval: {err}", file=sys.stderr)
@@ -63,10 +75,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=not args.greedy)
+    try:  # every benchmark loads before the model: a bad file or an unreachable hub fails in seconds
+        benchmarks = {name: load_benchmark(name, limit=args.limit, seed=args.seed) for name in names}
+    except DataError as err:
+        for error in err.errors:
+            print(f"selfdistill eval: {error.format()}", file=sys.stderr)
+        return 1
     try:
         hardware = start_hardware(args, "eval")
         model, tokenizer = load_any_model(args.model, hardware)
-    except ValueError as err:  # a device that is not here, a bad run folder or checkpoint
+    except (ValueError, ModelLoadError) as err:  # no such device / path / hub model, a bad run folder
         print(f"selfdistill eval: {err}", file=sys.stderr)
         return 2
     roles = {} if args.thinking is None else {"student": RoleOptions(enable_thinking=args.thinking == "on")}
@@ -77,14 +95,13 @@ def run(args: argparse.Namespace) -> int:
     samples_path = out / "samples.jsonl"
     samples_path.write_text("")  # one eval run per output dir: the summary matches the file
     summaries: dict[str, dict] = {}
-    with RewardScorer(timeout_s=args.reward_timeout, workers=1) as scorer, \
+    with RewardScorer(timeout_s=args.reward_timeout, workers=1, answer_format=args.answer_format) as scorer, \
             open(samples_path, "a", encoding="utf-8") as sink:
         def append(row: dict) -> None:
             sink.write(json.dumps(row) + "\n")
             sink.flush()
 
-        for name in names:
-            examples = load_benchmark(name, limit=args.limit, seed=args.seed)
+        for name, examples in benchmarks.items():
             label = benchmark_label(name)
             summary, _ = evaluate(model, tokenizer, examples, k=args.k, params=params, renderer=renderer,
                                   pass_ks=pass_ks, benchmark=label, model_name=str(args.model),
@@ -93,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
             summaries[label] = summary
     write_summary(summaries, out, hardware=hardware.describe())
     print(markdown_table(summary_rows(summaries), SUMMARY_COLUMNS))
-    print(f"sampling: {json.dumps(next(iter(summaries.values()))['sampling'])}")
+    print(f"sampling: {json.dumps(next(iter(summaries.values()))['sampling'])}; answers read with "
+          f"--answer-format {args.answer_format}")
+    for label, summary in summaries.items():
+        warning = no_answer_warning(label, summary, args.answer_format)
+        if warning:
+            print(f"selfdistill eval: warning: {warning}", file=sys.stderr)
     print(f"wrote {samples_path}, {out / 'summary.json'}, {out / 'summary.md'}")
     return 0
 

@@ -18,9 +18,12 @@ Anything else is passed to ``load_examples`` unchanged: a local .jsonl/.json/.cs
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfdistill.data.files import SUFFIXES
+from selfdistill.data.offline import is_offline_name
 from selfdistill.types import Example
 
 
@@ -49,6 +52,32 @@ def parse_benchmarks(text: str) -> list[str]:
     if not names:
         raise ValueError("--benchmarks is empty: give names such as aime24,math500 or a data file")
     return names
+
+
+OFFLINE_NAMES = ("gsm8k-100", "champ")
+
+
+def check_benchmark_name(name: str) -> None:
+    """Refuse, before any model loads, a name that is no benchmark, offline set, existing data
+    file, ``hf:`` spec or ``owner/name`` hub id; the message suggests the closest names.
+
+    Raises:
+        ValueError: an unknown name (with "did you mean"), or a data file path that does not exist.
+    """
+    base = name.partition("?")[0]
+    if base in BENCHMARKS or is_offline_name(base) or base.startswith("hf:") or Path(base).exists():
+        return
+    if Path(base).suffix.lower() in SUFFIXES:
+        raise ValueError(f"benchmark file {base} does not exist (no such file in "
+                         f"{Path(base).absolute().parent}); check the path")
+    if "/" in base:  # owner/name: a hub dataset, fetched when the benchmarks load
+        return
+    known = list(BENCHMARKS) + list(OFFLINE_NAMES)
+    close = difflib.get_close_matches(base, known, n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(f"unknown benchmark {name!r}: {hint}Names: {', '.join(known)}, rg:<task>, a local "
+                     ".jsonl/.json/.csv/.parquet file, or a hub dataset as owner/name (hf:NAME for one "
+                     "without an owner)")
 
 
 def benchmark_label(name: str) -> str:

@@ -117,7 +117,8 @@ def summarize_samples(records: Sequence[dict], pass_ks: Sequence[int]) -> dict[s
     """Per-benchmark summary of sample records (see the module docstring for the fields).
 
     Returns ``{benchmark: {num_problems, samples_per_problem, avg@k, pass@<k>..., maj@k,
-    truncation_rate, mean_tokens, mean_thinking_tokens, markers_word_per_1k,
+    truncation_rate, no_answer_rate (share of samples with no extracted answer), mean_tokens,
+    mean_thinking_tokens, markers_word_per_1k,
     markers_paper_per_1k, markers_word_per_response, markers_paper_per_response}}``.
     Every problem of a benchmark must have the same number of samples n; pass@k values with
     k > n are skipped.
@@ -146,6 +147,7 @@ def summarize_samples(records: Sequence[dict], pass_ks: Sequence[int]) -> dict[s
                 summary[f"pass@{k}"] = _mean([pass_at_k(n, sum(c), k) for c in correct])
         summary[f"maj@{n}"] = maj_at_k(preds, correct, n)
         summary["truncation_rate"] = _mean([float(bool(r["truncated"])) for r in flat])
+        summary["no_answer_rate"] = _mean([float(r.get("pred") is None) for r in flat])
         summary["mean_tokens"] = tokens / len(flat)
         summary["mean_thinking_tokens"] = _mean([float(r.get("thinking_tokens", 0)) for r in flat])
         for mode in ("word", "paper"):

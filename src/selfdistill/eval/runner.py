@@ -91,6 +91,7 @@ def evaluate(model, tokenizer, examples: Sequence[Example], *, k: int, params: S
             scorer.close()
     summary = summarize_samples(rows, pass_ks)[benchmark]
     summary.update({"model": model_name, "benchmark": benchmark, "sampling": sampling,
+                    "answer_format": scorer.answer_format,
                     "prompt_example": tokenizer.decode(prompts[0], skip_special_tokens=False)})
     return summary, rows
 
@@ -127,7 +128,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 SUMMARY_COLUMNS = ("benchmark", "num_problems", "samples_per_problem", "avg@k", "pass@k", "maj@k",
-                   "truncation_rate", "mean_tokens", "mean_thinking_tokens", "markers_word_per_1k",
+                   "truncation_rate", "no_answer_rate", "mean_tokens", "mean_thinking_tokens", "markers_word_per_1k",
                    "markers_paper_per_1k")
 
 
@@ -137,16 +138,39 @@ def hardware_line(hardware: dict) -> str:
             f"{hardware.get('cpu_capability')}), {hardware.get('dtype')}: {hardware.get('reason')}")
 
 
+RATE_COLUMNS = ("avg@k", "maj@k", "truncation_rate", "no_answer_rate")
+
+
+def rate(value: float) -> str:
+    """The one format of every rate in eval tables: three decimals (0.000, 0.125, 1.000)."""
+    return f"{value:.3f}"
+
+
 def summary_rows(summaries: dict[str, dict]) -> list[dict]:
-    """Flatten per-benchmark summaries into table rows (avg@k / maj@k / pass@k list as text)."""
+    """Flatten per-benchmark summaries into table rows: rates (avg@k, every pass@k, maj@k,
+    truncation, no answer) as text in one format (``rate``)."""
     rows = []
     for bench, s in summaries.items():
         n = s["samples_per_problem"]
-        passes = ", ".join(f"@{key.split('@')[1]} {s[key]:.3f}" for key in s if key.startswith("pass@"))
-        rows.append({"benchmark": bench, "num_problems": s["num_problems"], "samples_per_problem": n,
-                     "avg@k": s[f"avg@{n}"], "pass@k": passes, "maj@k": s[f"maj@{n}"],
-                     **{c: s[c] for c in SUMMARY_COLUMNS[6:]}})
+        passes = ", ".join(f"@{key.split('@')[1]} {rate(s[key])}" for key in s if key.startswith("pass@"))
+        row = {"benchmark": bench, "num_problems": s["num_problems"], "samples_per_problem": n,
+               "avg@k": s[f"avg@{n}"], "pass@k": passes, "maj@k": s[f"maj@{n}"],
+               **{c: s.get(c, 0.0) for c in SUMMARY_COLUMNS[6:]}}
+        rows.append({c: rate(v) if c in RATE_COLUMNS else v for c, v in row.items()})
     return rows
+
+
+def no_answer_warning(benchmark: str, summary: dict, answer_format: str) -> str | None:
+    """A warning when more than half of the samples gave no answer under ``answer_format``
+    (they all count as wrong), with the option that reads unboxed answers; else None."""
+    share = summary.get("no_answer_rate", 0.0)
+    if share <= 0.5:
+        return None
+    hint = ("the model may not write \\boxed{}: try --answer-format boxed_or_last_number (reads the last "
+            "number when nothing is boxed)" if answer_format == "boxed" else
+            "raise --max-new-tokens if responses are cut off (see truncation_rate)")
+    return (f"{benchmark}: {share:.0%} of the samples gave no answer under --answer-format {answer_format}, "
+            f"so they count as wrong; {hint}")
 
 
 def write_summary(summaries: dict[str, dict], output_dir: str | Path, *,
@@ -168,11 +192,14 @@ def write_summary(summaries: dict[str, dict], output_dir: str | Path, *,
     lines = ["# Evaluation summary", ""]
     first = next(iter(summaries.values()))
     lines += [f"Model: `{first['model']}`. Sampling: "
-              + ", ".join(f"{k}={v}" for k, v in first["sampling"].items()), ""]
+              + ", ".join(f"{k}={v}" for k, v in first["sampling"].items())
+              + (f". Answers read with answer_format `{first['answer_format']}`" if "answer_format" in first
+                 else ""), ""]
     if hardware is not None:
         lines += [f"Hardware: {hardware_line(hardware)}.", ""]
     lines.append(markdown_table(summary_rows(summaries), SUMMARY_COLUMNS))
     lines.append("k = samples per problem; pass@k is the unbiased estimator; maj@k votes over "
-                 "extracted answers (ties: first occurrence); markers per 1k response tokens.")
+                 "extracted answers (ties: first occurrence); no_answer_rate: samples with no extracted "
+                 "answer; markers per 1k response tokens.")
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return json_path, md_path

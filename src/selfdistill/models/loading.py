@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -55,6 +56,8 @@ def load_model(
     target = torch.device("cpu") if device is None else device
     torch_dtype = DTYPES[resolve(dtype, target, warn=False).dtype]
     source = str(alias_path(str(name_or_path)) if str(name_or_path) in ALIASES else name_or_path)
+    if looks_like_path(source) and not Path(source).exists():
+        raise ModelLoadError(_missing_path_message(source))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -83,11 +86,31 @@ def load_model(
     return model, tokenizer
 
 
+def looks_like_path(name: str) -> bool:
+    """True when ``name`` is meant as a local path, not a hub id ``owner/name``: it starts with
+    ``/``, ``.`` or ``~``, has more than one ``/``, or its first part is a local folder."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        return True
+    return "/" in name and Path(name.split("/")[0]).is_dir()
+
+
+def _missing_path_message(source: str) -> str:
+    path = Path(source).expanduser().absolute()
+    parent = next((p for p in path.parents if p.exists()), None)
+    return (f"no model at {source}: the path does not exist ({path}; the nearest existing folder is "
+            f"{parent}). Pass an existing folder (config.json + *.safetensors + tokenizer files, or a "
+            f"training run's output_dir), an alias {sorted(ALIASES)}, or a hub id owner/name.")
+
+
 def _not_found_message(source: str, error: Exception) -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    network = ("HF_HUB_OFFLINE=1 is set, so only the local Hugging Face cache was searched and it has "
+               "no copy" if offline else
+               "the Hugging Face hub is unreachable or has no such repository; on a machine without "
+               "network, set HF_HUB_OFFLINE=1 so this fails at once instead of retrying")
     return (
-        f"could not fetch the model {source!r} (not a local folder, and the Hugging Face hub "
-        f"is unreachable or has no such repository: {type(error).__name__}). Fix: pass a local "
-        f"checkpoint folder (config.json + *.safetensors + tokenizer files), or one of the "
-        f"built-in offline aliases {sorted(ALIASES)}, or download it first on a machine with "
+        f"could not fetch the model {source!r} (not a local folder; {network}: {type(error).__name__}). "
+        f"Fix: pass a local checkpoint folder (config.json + *.safetensors + tokenizer files), or one "
+        f"of the built-in offline aliases {sorted(ALIASES)}, or download it first on a machine with "
         f"network access (huggingface-cli download {source} --local-dir DIR)."
     )

@@ -293,8 +293,11 @@ def recipe_text(name_or_path: str) -> str:
         return path.read_text()
     resource = resources.files("selfdistill") / "recipes" / f"{name_or_path}.yaml"
     if not resource.is_file():
+        close = difflib.get_close_matches(name_or_path.replace("_", "-"), recipe_names(), n=2, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise ConfigError(
-            f"unknown recipe {name_or_path!r}: give a YAML path or one of {', '.join(recipe_names())}"
+            f"unknown recipe {name_or_path!r}: {hint}{'G' if hint else 'g'}ive a YAML path or one of "
+            f"{', '.join(recipe_names())}"
         )
     return resource.read_text()
 
