@@ -83,7 +83,7 @@ def test_report_on_fixture(tmp_path, capsys):
     assert "| loss | 1 | 0.1667 | 0.1667 | 1 | 6 | 6 |" in report
     assert "note" not in report and "flag" not in report  # text and bools are not metrics
     assert "| pmi/kl_ratio_ref | 0.7 | 0.7 | 0.7 | 0.7 | 5 | 6 |" in report  # null skipped
-    for group in ("main", "reward", "response", "markers", "pmi", "time"):
+    for group in ("loss", "accuracy", "length", "markers", "diagnostics", "speed"):
         _png_ok(run / "report" / f"{group}.png")
         assert f"![{group}]({group}.png)" in report
     assert "wrote" in capsys.readouterr().out

@@ -129,3 +129,30 @@ def metric_overlays(series: Mapping[str, Sequence[Mapping]], metrics: Sequence[t
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def panels(items: Sequence[tuple[str, str, Sequence[float], Sequence[float]]], path: str | Path, *,
+           title: str, note: str = "", vlines: Sequence[tuple[float, str]] = ()) -> Path:
+    """One titled subplot per ``(title, unit, steps, values)``: the unit on the y axis, integer
+    step ticks, and a dashed vertical line with a label per ``vlines`` entry (e.g. a resume)."""
+    from matplotlib.ticker import MaxNLocator
+
+    cols = min(3, len(items)) or 1
+    rows = (len(items) + cols - 1) // cols or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.0 * rows + (0.4 if note else 0)),
+                             squeeze=False)
+    for ax, (name, unit, xs, ys) in zip(axes.flat, items):
+        ax.plot(xs, ys, marker="." if len(ys) < 50 else None, lw=1.2)
+        for x, label in vlines:
+            ax.axvline(x, color="0.4", lw=0.8, ls="--")
+            ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="0.3",
+                        xytext=(2, -9), textcoords="offset points")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
+    return _save(fig, path)

@@ -9,8 +9,11 @@ import sys
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="plot a training run's metrics.jsonl and summarize it",
-        description="Reads RUN_DIR/metrics.jsonl, plots every numeric key against step (one PNG per "
-                    "key prefix such as reward/, pmi/) and writes report.md with first/last/min/max.")
+        description="Reads RUN_DIR/metrics.jsonl (and config.yaml, hardware.json, resumes.jsonl when "
+                    "present) and writes report.md: the run's settings, data and machine, resumes, the "
+                    "latest eval/* numbers, metrics that never changed, one PNG per group (loss, accuracy, "
+                    "eval, length, markers, diagnostics, time) with a line on how to read it, and "
+                    "first/last/min/max of every metric.")
     p.add_argument("run_dir", help="training run directory holding metrics.jsonl")
     p.add_argument("--output-dir", default=None, help="where to write (default RUN_DIR/report)")
     return p
