@@ -1,4 +1,4 @@
-"""Epistemic markers (methods.md section 8; arXiv 2603.24472, Kim et al.).
+"""Epistemic markers (docs/methods.md section 8; arXiv 2603.24472, Kim et al.).
 
 Ten markers: wait, hmm, perhaps, maybe, actually, alternatively, seems, might, likely, check.
 ``E(y)`` is their total count in a response. Two counting modes:

@@ -1,4 +1,4 @@
-"""Information richness of the context (arXiv 2603.24472 Table 1; methods.md section 8).
+"""Information richness of the context (arXiv 2603.24472 Table 1; docs/methods.md section 8).
 
 The same problems are generated under four contexts, all through the one renderer:
 

@@ -1,5 +1,5 @@
 """Token-level student-teacher KL on sampled responses (arXiv 2603.24472 Table 6) and the
-Purified-OPSD decomposition of the teacher signal (methods.md section 3).
+Purified-OPSD decomposition of the teacher signal (docs/methods.md section 3).
 
 For every response token t (student = question only, teacher = OPSD privileged prompt,
 refonly = the teacher prompt without the problem, all rendered by the one renderer and scored

@@ -1,4 +1,4 @@
-"""Evaluation metrics (methods.md section 9): avg@k, unbiased pass@k, maj@k, truncation,
+"""Evaluation metrics (docs/methods.md section 9): avg@k, unbiased pass@k, maj@k, truncation,
 lengths, thinking lengths, and per-benchmark summaries over sample records.
 
 A sample record is a dict with at least ``benchmark``, ``problem_id``, ``sample_index``,

@@ -27,7 +27,7 @@ from selfdistill.types import Example
 
 
 def sampling_record(params: SamplingParams, k: int) -> dict:
-    """The sampling settings stored next to every number (methods.md section 9)."""
+    """The sampling settings stored next to every number (docs/methods.md section 9)."""
     return {"k": k, "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
             "max_new_tokens": params.max_new_tokens, "seed": params.seed, "do_sample": params.do_sample}
 
