@@ -33,7 +33,7 @@ import json
 import numpy as np
 import torch
 
-from . import checkpoint, resume_guard, rollouts, step as step_mod
+from . import checkpoint, resume_guard, rollouts, size_estimate, step as step_mod
 from .batches import DataPosition, PromptStream, shard
 from .config import TrainConfig, to_yaml
 from .loss_scale import LossScaler
@@ -126,6 +126,10 @@ class Trainer:
             self.logger = MetricsLogger(self.out, keep_lines=keep_lines, tensorboard=lg.tensorboard,
                                         wandb=lg.wandb, trackio=lg.trackio, project=lg.project,
                                         run_config={**cfg.to_dict(), "hardware": self.hardware.describe()})
+        if self.acc.is_main_process:  # the size of what is about to run, before the first step
+            size_estimate.announce(size_estimate.estimate(
+                cfg, num_params=sum(p.numel() for p in self.model.parameters()), device_type=self.acc.device.type,
+                threads=torch.get_num_threads(), start_step=self.step), cfg)
         from .periodic_eval import PeriodicEval
 
         self.periodic_eval = PeriodicEval(cfg, is_main=self.acc.is_main_process) if cfg.eval.every else None
