@@ -127,3 +127,16 @@ def test_hub_model_fails_fast_and_names_hf_hub_offline(tmp_path, data):
 def test_recipe_name_typo_gets_did_you_mean(capsys):
     assert main(["train", "purified_opsd", "--print-config"]) == 2
     assert "did you mean purified-opsd?" in capsys.readouterr().err
+
+
+def test_eval_columns_maps_a_benchmark_file(tmp_path, unboxed_model, capsys):
+    path = tmp_path / "renamed.jsonl"
+    path.write_text("".join(json.dumps({"q": q, "gold": a}) + "\n" for q, a in PROBLEMS.items()))
+    out = tmp_path / "out"
+    args = ["eval", "--model", "tiny-random", "--benchmarks", str(path), "--k", "1", "--dtype", "float32",
+            "--output-dir", str(out), "--no-progress", "--answer-format", "boxed_or_last_number"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "map one with --columns problem=NAME" in err and not out.exists()  # refused before the model
+    assert main(args + ["--columns", "problem=q,answer=gold"]) == 0
+    assert json.loads((out / "summary.json").read_text())["renamed"]["avg@1"] == 1.0

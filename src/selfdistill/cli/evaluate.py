@@ -35,6 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "that never box, as the demo and logging.answer_format in training)")
     p.add_argument("--thinking", choices=["on", "off"], default=None,
                    help="chat-template enable_thinking switch (Qwen3-style); default: the template's")
+    p.add_argument("--columns", default="",
+                   help="field=column mapping of the benchmark files, as `selfdistill data check --columns`: "
+                        "e.g. problem=question,answer=gold")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark (default: all)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (chunk i of problems uses seed + i)")
     p.add_argument("--problems-per-batch", type=int, default=8, help="problems per generate call")
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from selfdistill.analysis.tables import markdown_table
     from selfdistill.contexts import ContextConfig, Renderer, RoleOptions
     from selfdistill.data import DataError
+    from selfdistill.data.columns import parse_columns
     from selfdistill.eval.benchmarks import benchmark_label, check_benchmark_name, load_benchmark, parse_benchmarks
     from selfdistill.eval.runner import SUMMARY_COLUMNS, evaluate, no_answer_warning, summary_rows, write_summary
     from selfdistill.models import ModelLoadError
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         names = parse_benchmarks(args.benchmarks)
         for name in names:
             check_benchmark_name(name)
+        columns = parse_columns(args.columns)
         pass_ks = sorted({int(x) for x in args.pass_k.split(",") if x.strip()})
     except ValueError as err:
         print(f"selfdistill eval: {err}", file=sys.stderr)
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=not args.greedy)
     try:  # every benchmark loads before the model: a bad file or an unreachable hub fails in seconds
-        benchmarks = {name: load_benchmark(name, limit=args.limit, seed=args.seed) for name in names}
+        benchmarks = {name: load_benchmark(name, limit=args.limit, seed=args.seed, columns=columns, syntax="data")
+                      for name in names}
     except DataError as err:
         for error in err.errors:
             print(f"selfdistill eval: {error.format()}", file=sys.stderr)

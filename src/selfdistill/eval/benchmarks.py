@@ -86,12 +86,17 @@ def benchmark_label(name: str) -> str:
     return path.stem if path.suffix and path.exists() else name
 
 
-def load_benchmark(name: str, *, limit: int | None = None, seed: int = 0) -> list[Example]:
-    """Examples of one benchmark (every row must have an answer; bad rows raise DataError)."""
+def load_benchmark(name: str, *, limit: int | None = None, seed: int = 0,
+                   columns: dict[str, str] | None = None, syntax: str = "any") -> list[Example]:
+    """Examples of one benchmark (every row must have an answer; bad rows raise DataError).
+
+    ``columns`` maps fields to columns as in ``load_examples`` (over a named benchmark's own
+    mapping); ``syntax`` is how error hints write a mapping (``columns.MAP_SYNTAX``).
+    """
     from selfdistill.data.load import load_examples
 
     if name in BENCHMARKS:
         bench = BENCHMARKS[name]
-        return load_examples(bench.spec, split=bench.split, columns=bench.columns or None,
-                             limit=limit, seed=seed, need_answer=True)
-    return load_examples(name, limit=limit, seed=seed, need_answer=True)
+        return load_examples(bench.spec, split=bench.split, columns={**bench.columns, **(columns or {})} or None,
+                             limit=limit, seed=seed, need_answer=True, syntax=syntax)
+    return load_examples(name, limit=limit, seed=seed, need_answer=True, columns=columns or None, syntax=syntax)

@@ -44,7 +44,8 @@ RUN_KEYS = ("seed", "contexts", "model.name", "lora.enabled", "lora.r", "lora.al
             "lora.target_modules", "data.spec", "data.split", "data.limit", "data.columns",
             "data.on_bad_rows", "data.shuffle", "data.data_seed", "schedule.prompts_per_step",
             "schedule.warmup_steps", "schedule.decay", "schedule.min_lr_ratio")
-EXCLUDED = ("objective.loss_chunk_size",)  # same numbers, chunked or not
+EXCLUDED = ("objective.loss_chunk_size",  # same numbers, chunked or not
+            "method.diagnostics", "method.controls_every")  # extra metrics only
 FIXED = ("method.name", "model.name", "lora.enabled", "lora.r", "lora.target_modules")
 
 
