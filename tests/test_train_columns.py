@@ -94,3 +94,17 @@ def test_train_warns_of_gold_then_reads_it_when_mapped(tmp_path):
     assert "looks like the answer" not in mapped.stderr
     row = _rows(tmp_path / "mapped")[0]
     assert row["accuracy"] is not None and 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_analyze_maps_columns_like_data_check(tmp_path, capsys):
+    rows = [json.loads(line) for line in CHAT.read_text().splitlines()]
+    path = tmp_path / "renamed.jsonl"
+    path.write_text("".join(json.dumps({"q": r["prompt"], "target": r["completion"], "gold": r["gold"]}) + "\n"
+                            for r in rows))
+    args = ["analyze", "richness", "--model", "tiny-random", "--data", str(path), "--limit", "1", "--k", "1",
+            "--settings", "unguided", "--max-new-tokens", "4", "--dtype", "float32", "--output-dir", str(tmp_path / "o")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "map one with --columns solution=NAME" in err and "Traceback" not in err
+    assert main(args + ["--columns", "problem=q,solution=target,answer=gold"]) == 0
+    assert (tmp_path / "o" / "richness.md").exists()

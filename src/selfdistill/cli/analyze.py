@@ -70,6 +70,8 @@ def _model_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model id, local dir, alias, a training run's output "
                    "dir or one of its checkpoints (RUN/checkpoints/step-000012)")
     p.add_argument("--data", required=True, help="data spec (offline name, local file, hub id)")
+    p.add_argument("--columns", default="", help="field=column mapping of --data, as `selfdistill data check "
+                   "--columns`: e.g. problem=q,solution=completion,answer=gold")
     p.add_argument("--split", default=None)
     p.add_argument("--limit", type=int, default=4, help="number of problems")
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -86,15 +88,21 @@ def _model_data(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.makedirs(args.output_dir, exist_ok=True)
+    from selfdistill.data import DataError
+
     try:
         return int(args._analysis(args) or 0)
     except _ModelError as err:  # a device that is not here, an unusable run or checkpoint
         print(f"selfdistill analyze: {err}", file=sys.stderr)
         return 2
+    except DataError as err:  # bad rows or columns of --data: named like `selfdistill data check`
+        for error in err.errors:
+            print(f"selfdistill analyze: {error.format()}", file=sys.stderr)
+        return 1
 
 
 class _ModelError(Exception):
-    """--device or --model cannot be used; the message says why (exit 2, no traceback)."""
+    """--device, --model or --columns cannot be used; the message says why (exit 2, no traceback)."""
 
 
 def _run_markers(args: argparse.Namespace) -> int:
@@ -141,12 +149,19 @@ def _setup(args: argparse.Namespace):
     from selfdistill.data import load_examples
     from selfdistill.rollout import SamplingParams
 
-    examples = load_examples(args.data, split=args.split, limit=args.limit, seed=args.seed,
-                             method="opsd", need_answer=True)
+    from selfdistill.data.columns import parse_columns
+    from selfdistill.models import ModelLoadError
+
+    try:
+        columns = parse_columns(args.columns)
+    except ValueError as err:
+        raise _ModelError(f"--columns: {err}") from None
+    examples = load_examples(args.data, split=args.split, limit=args.limit, seed=args.seed, columns=columns or None,
+                             method="opsd", need_answer=True, syntax="data")
     try:
         hardware = start_hardware(args, f"analyze {args.analysis}")
         model, tokenizer = load_any_model(args.model, hardware)
-    except ValueError as err:
+    except (ValueError, ModelLoadError) as err:
         raise _ModelError(str(err)) from None
     (Path(args.output_dir) / "hardware.json").write_text(json.dumps(hardware.describe(), indent=2) + "\n")
     thinking = RoleOptions(enable_thinking=args.thinking == "on")
