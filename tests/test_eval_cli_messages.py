@@ -140,3 +140,13 @@ def test_eval_columns_maps_a_benchmark_file(tmp_path, unboxed_model, capsys):
     assert "map one with --columns problem=NAME" in err and not out.exists()  # refused before the model
     assert main(args + ["--columns", "problem=q,answer=gold"]) == 0
     assert json.loads((out / "summary.json").read_text())["renamed"]["avg@1"] == 1.0
+
+
+def test_missing_local_data_path_is_not_taken_for_a_hub_id(tmp_path, capsys):
+    missing = tmp_path / "data" / "problems"  # no extension: used to be tried on the hub
+    assert main(["data", "check", str(missing)]) == 1
+    out = capsys.readouterr().out
+    assert "no such file" in out and "hub" not in out
+    assert main(["eval", "--model", "tiny-random", "--benchmarks", str(missing), "--output-dir",
+                 str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err

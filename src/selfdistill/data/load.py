@@ -22,6 +22,7 @@ from selfdistill.data.hub import load_hub
 from selfdistill.data.offline import is_offline_name, load_offline
 from selfdistill.data.rows import RawTable
 from selfdistill.data.validate import MAX_FIELD_CHARS, check_rows
+from selfdistill.paths import looks_like_path
 from selfdistill.types import Example
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ def read_source(spec: str | Path, *, split: str | None = None, limit: int | None
     name, _, query = text.partition("?")
     forced_hub = name.startswith("hf:")
     if not forced_hub and not is_offline_name(name):
-        if isinstance(spec, Path) or Path(text).exists() or Path(text).suffix.lower() in SUFFIXES:
+        if (isinstance(spec, Path) or Path(text).exists() or Path(text).suffix.lower() in SUFFIXES
+                or looks_like_path(name)):  # a missing local path is reported as missing, not as a hub miss
             return read_file(text)
     params = _parse_params(query)
     if is_offline_name(name):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from selfdistill.data.files import SUFFIXES
 from selfdistill.data.offline import is_offline_name
+from selfdistill.paths import looks_like_path
 from selfdistill.types import Example
 
 
@@ -67,7 +68,7 @@ def check_benchmark_name(name: str) -> None:
     base = name.partition("?")[0]
     if base in BENCHMARKS or is_offline_name(base) or base.startswith("hf:") or Path(base).exists():
         return
-    if Path(base).suffix.lower() in SUFFIXES:
+    if Path(base).suffix.lower() in SUFFIXES or looks_like_path(base):
         raise ValueError(f"benchmark file {base} does not exist (no such file in "
                          f"{Path(base).absolute().parent}); check the path")
     if "/" in base:  # owner/name: a hub dataset, fetched when the benchmarks load

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from selfdistill.hardware import DTYPES, resolve
+from selfdistill.paths import looks_like_path
 from selfdistill.models.aliases import ALIASES, alias_path
 from selfdistill.models.forward import set_length_multiple
 
@@ -84,14 +85,6 @@ def load_model(
         model.to(resolve(dtype, device, warn=False).device)
     model.train()
     return model, tokenizer
-
-
-def looks_like_path(name: str) -> bool:
-    """True when ``name`` is meant as a local path, not a hub id ``owner/name``: it starts with
-    ``/``, ``.`` or ``~``, has more than one ``/``, or its first part is a local folder."""
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
-        return True
-    return "/" in name and Path(name.split("/")[0]).is_dir()
 
 
 def _missing_path_message(source: str) -> str:
