@@ -150,3 +150,10 @@ def test_missing_local_data_path_is_not_taken_for_a_hub_id(tmp_path, capsys):
     assert main(["eval", "--model", "tiny-random", "--benchmarks", str(missing), "--output-dir",
                  str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_data_typo_gets_did_you_mean_before_the_model(tmp_path, capsys):
+    assert main(["train", "opsd", "model=tiny-random", "data=gsm8k100", f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "no data set 'gsm8k100': did you mean gsm8k-100?" in err
+    assert not (tmp_path / "run").exists()

@@ -10,6 +10,7 @@ Spec forms (parameters after ``?`` as ``key=value&...``):
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from selfdistill.types import Example
 
 log = logging.getLogger(__name__)
 HUB_PARAMS = {"split", "data_files", "data_dir", "revision"}
+OFFLINE_NAMES = ("gsm8k-100", "champ")  # rg:<task> starts with its prefix
 
 
 @dataclass
@@ -126,6 +128,10 @@ def read_source(spec: str | Path, *, split: str | None = None, limit: int | None
     params = _parse_params(query)
     if is_offline_name(name):
         return load_offline(name, params, seed=seed)
+    close = difflib.get_close_matches(name, OFFLINE_NAMES, n=1, cutoff=0.75)
+    if not forced_hub and "/" not in name and close:  # a typo of an offline name, not a hub id
+        raise DataError(f"no data set {name!r}: did you mean {close[0]}? (`selfdistill data list` lists the "
+                        f"offline sets; write hf:{name} for a hub dataset of that name)", text)
     name = name.removeprefix("hf:")
     unknown = set(params) - HUB_PARAMS
     if unknown:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfdistill.data.files import SUFFIXES
+from selfdistill.data.load import OFFLINE_NAMES
 from selfdistill.data.offline import is_offline_name
 from selfdistill.paths import looks_like_path
 from selfdistill.types import Example
@@ -53,9 +54,6 @@ def parse_benchmarks(text: str) -> list[str]:
     if not names:
         raise ValueError("--benchmarks is empty: give names such as aime24,math500 or a data file")
     return names
-
-
-OFFLINE_NAMES = ("gsm8k-100", "champ")
 
 
 def check_benchmark_name(name: str) -> None:
