@@ -89,6 +89,10 @@ def test_allowed_changes_are_logged_applied_and_recorded(two_steps, tmp_path, ca
     assert entry["step"] == 2 and entry["metrics_rows_kept"] == 2
     assert {c["key"] for c in entry["changes"]} >= {"optimizer.lr", "data.limit", "data.fingerprint"}
     load_config(str(out / "config.yaml"))  # still a valid recipe
+    assert main(["report", str(out)]) == 0  # the report marks the resume and its changes
+    report = (out / "report" / "report.md").read_text()
+    assert "resumed from step 2 (2 metric rows kept), with changes from step 3:" in report
+    assert "optimizer.lr 0.0002 -> 0.0001" in report
 
 
 def test_same_run_resumes_with_a_visible_line(two_steps, tmp_path, capsys):
