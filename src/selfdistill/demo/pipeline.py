@@ -191,8 +191,8 @@ def _evaluate_arm(settings: DemoSettings, arm: str, model_ref: str, examples, ou
         summary, rows = evaluate(model, tokenizer, examples, k=settings.samples, params=params,
                                  renderer=renderer, pass_ks=(1, settings.samples), benchmark="demo",
                                  model_name=arm, scorer=scorer, progress=settings.progress,
-                                 # one generate call for all problems: a CPU decodes 64 rows at
-                                 # ~1.3x the tokens/s of 16 (weights are read once per step)
+                                 # one generate call for all problems: decoding on a CPU reads
+                                 # every weight once per step, so more rows per call is faster
                                  problems_per_batch=len(examples))
     summary["answer_format"] = settings.answer_format
     with open(folder / "samples.jsonl", "w", encoding="utf-8") as f:
