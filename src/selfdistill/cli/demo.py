@@ -58,5 +58,12 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir, fresh=args.fresh, progress=not args.no_progress,
         overrides=list(args.overrides),
     )
-    run_demo(settings)
+    from selfdistill.train.resume_guard import OutputDirError
+
+    try:
+        run_demo(settings)
+    except OutputDirError as err:  # an unfinished training phase was started with other settings
+        print(f"selfdistill demo: {err}\nThe demo resumes an unfinished phase with the settings it started "
+              "with: rerun with those, or add --fresh to start over with these.", file=sys.stderr)
+        return 2
     return 0

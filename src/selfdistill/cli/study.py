@@ -78,9 +78,15 @@ def run(args: argparse.Namespace) -> int:
             budget = f", budget {c.budget_s:g} s" if c.budget_s else ""
             print(f"  {c.name:28s} {what}{budget} {' '.join(c.overrides)}")
         return 0
+    from selfdistill.train.resume_guard import OutputDirError
+
     try:
         run_study(study, settings, extra, args.output_dir or f"runs/study-{study.name}")
     except StudyError as err:
         print(f"selfdistill study {study.name}: {err}", file=sys.stderr)
+        return 2
+    except OutputDirError as err:  # a cell's unfinished run was started with other settings
+        print(f"selfdistill study {study.name}: {err}\nA study resumes its unfinished cells with the "
+              "settings they started with: rerun with those, or use another --output-dir.", file=sys.stderr)
         return 2
     return 0
