@@ -18,9 +18,6 @@ import time
 
 from selfdistill.hardware import DTYPE_CHOICES, Hardware, resolve
 
-ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
-
-
 def add_dtype_option(parser) -> None:
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                         help="weight/compute dtype of every row; auto = the hardware's (bfloat16 only "
@@ -38,14 +35,13 @@ def record(hw: Hardware, requested: str) -> dict:
     Call after ``torch.set_num_threads``: ``describe()`` reads the thread count at call time.
     """
     return {**hw.describe(), "requested_dtype": requested,
-            "isa_env": {k: os.environ[k] for k in ISA_ENV if k in os.environ},
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": " ".join(shlex.quote(x) for x in [os.path.relpath(sys.executable), *sys.argv])}
 
 
 def header(rec: dict) -> str:
     """The record as the markdown block docs/benchmarks/*.md keep above each table."""
-    env = " ".join(f"{k}={v}" for k, v in rec["isa_env"].items()) or "none"
+    env = " ".join(f"{k}={v}" for k, v in rec["isa_caps"].items()) or "none"
     lines = ["machine",
              f"- processor: {rec['processor']}",
              f"- cpu_capability: {rec['cpu_capability']} (ISA caps in the environment: {env})",

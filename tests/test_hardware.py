@@ -117,3 +117,13 @@ def test_every_recipe_and_command_defaults_to_auto():
     demo_cli.add_parser(parser.add_subparsers())
     args = parser.parse_args(["demo"])
     assert (args.dtype, args.device) == ("auto", "auto")
+
+
+def test_isa_caps_are_recorded_and_named_in_the_line(cpu, monkeypatch):
+    cpu("AVX2", False, {"avx512_bf16"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    hw = hardware.resolve("auto", "cpu")
+    assert hw.describe()["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert "capped by ONEDNN_MAX_CPU_ISA=AVX2" in hw.line()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert hardware.resolve("auto", "cpu").describe()["isa_caps"] == {}

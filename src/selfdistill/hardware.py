@@ -65,12 +65,25 @@ class Hardware:
         return DTYPES[self.dtype]
 
     def describe(self) -> dict:
-        """A flat JSON-ready record (device, dtype, reason, processor, capability, threads, torch)."""
-        return {**asdict(self), "threads": torch.get_num_threads(), "torch": torch.__version__}
+        """A flat JSON-ready record (device, dtype, reason, processor, capability, threads, torch,
+        and ``isa_caps``: the ISA-capping variables set in the environment, e.g. for emulating an
+        AVX2 CPU on a bf16 one)."""
+        return {**asdict(self), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "isa_caps": isa_caps()}
 
     def line(self) -> str:
         """The one line printed at start: ``device cpu (AMD EPYC, AVX2), float32: <reason>``."""
-        return f"device {self.device} ({self.processor}, {self.cpu_capability}), {self.dtype}: {self.reason}"
+        caps = " ".join(f"{k}={v}" for k, v in isa_caps().items())
+        where = f"{self.processor}, {self.cpu_capability}" + (f", capped by {caps}" if caps else "")
+        return f"device {self.device} ({where}), {self.dtype}: {self.reason}"
+
+
+ISA_CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
+def isa_caps() -> dict[str, str]:
+    """The ISA-capping environment variables that are set (they change what the CPU computes)."""
+    return {k: os.environ[k] for k in ISA_CAP_VARIABLES if os.environ.get(k)}
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

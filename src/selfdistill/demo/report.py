@@ -149,7 +149,9 @@ def _summary_text(settings, rows, columns, diag_rows, timings, hardware: dict | 
     lines += ["## Time", "", markdown_table([{k: round(v, 1) for k, v in timings.items()}],
                                             list(timings))]
     if hardware:
+        caps = " ".join(f"{k}={v}" for k, v in (hardware.get("isa_caps") or {}).items())
         lines += [f"Ran on {hardware['device']} ({hardware['processor']}, {hardware['cpu_capability']}, "
+                  + (f"ISA capped by {caps}, " if caps else "") +
                   f"{hardware['threads']} threads, torch {hardware['torch']}) in {hardware['dtype']}: "
                   f"{hardware['reason']}.", ""]
     lines += ["Files: eval_table.md/.csv, eval_accuracy.png, eval_markers.png, training_curves.png, "
