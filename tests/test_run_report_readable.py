@@ -63,7 +63,8 @@ def test_report_reads_without_the_code(run_dir, figures, capsys):
     # the run: method, model, data with its mapping, steps, machine
     assert "| method | purified-opsd" in report and "tiny-random" in report
     assert "my_data.jsonl, columns answer=gold" in report
-    assert "Machine: device cpu (Test CPU, AVX2), float32" in report
+    assert "| processor | Test CPU |" in report and "| weight dtype | float32 |" in report
+    assert "| why that dtype | no native bf16 here |" in report
     # a resume, the latest evaluation, constant series as numbers
     assert "resumed from step 2 (2 metric rows kept)" in report
     assert "## Latest held-out evaluation (step 5)" in report and "| eval/avg@1 |" in report

@@ -107,14 +107,17 @@ def _run_section(run_dir: Path) -> list[str]:
         table = [{"setting": k, "value": v} for k, v in key_settings(cfg).items()]
         lines += ["## The run", "", markdown_table(table, ["setting", "value"])]
     hardware_path = run_dir / "hardware.json"
-    if hardware_path.is_file():
-        from selfdistill.hardware import Hardware
-
+    if hardware_path.is_file():  # the record as the run wrote it (not this machine's)
         record = json.loads(hardware_path.read_text())
-        names = Hardware.__dataclass_fields__
-        line = Hardware(**{k: v for k, v in record.items() if k in names}).line()
-        lines += [f"Machine: {line} (torch {record.get('torch')}, {record.get('threads')} threads).", ""]
+        table = [{"machine": MACHINE_LABELS[k], "value": record[k]} for k in MACHINE_LABELS
+                 if record.get(k) not in (None, "", {})]
+        lines += ["## The machine", "", markdown_table(table, ["machine", "value"])]
     return lines
+
+
+MACHINE_LABELS = {"device": "device", "processor": "processor", "cpu_capability": "CPU vector ISA",
+                  "isa_caps": "ISA caps set in the environment", "dtype": "weight dtype",
+                  "reason": "why that dtype", "threads": "torch threads", "torch": "torch version"}
 
 
 def key_settings(cfg: dict) -> dict[str, str]:
