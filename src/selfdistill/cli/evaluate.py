@@ -64,9 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         names = parse_benchmarks(args.benchmarks)
-        for name in names:
-            check_benchmark_name(name)
-        columns = parse_columns(args.columns)
         pass_ks = sorted({int(x) for x in args.pass_k.split(",") if x.strip()})
     except ValueError as err:
         print(f"selfdistill eval: {err}", file=sys.stderr)
@@ -77,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
     bad = [k for k in pass_ks if not 1 <= k <= args.k]
     if bad:
         print(f"selfdistill eval: --pass-k {bad} must be between 1 and --k {args.k}", file=sys.stderr)
+        return 2
+    try:  # names and mapping before anything loads
+        for name in names:
+            check_benchmark_name(name)
+        columns = parse_columns(args.columns)
+    except ValueError as err:
+        print(f"selfdistill eval: {err}", file=sys.stderr)
         return 2
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=not args.greedy)
