@@ -87,7 +87,9 @@ CASES = [
 def test_float32_tail_matches_float64_reference(beta, support, k, sp, tp):
     s, t = peaked(1, 4, 1000, k, sp, tp)
     peaked_side = s.log_softmax(-1) if sp else t
-    assert top_mass_gap(peaked_side, k) < 1e-7  # the regime where 1 - sum cancels in float32
+    # the regime where 1 - sum cancels in float32 (eps 1.2e-7): how close the mass comes to 1
+    # depends on the CPU's float32 rounding of the generated logits (1.9e-7 on AVX2 kernels)
+    assert top_mass_gap(peaked_side, k) < 1e-6
     got, grad = _float32(s, t, beta=beta, support=support, topk=k)
     want, want_grad = reference(s, t, beta=beta, support=support, k=k)
     assert got.dtype == torch.float32

@@ -439,8 +439,7 @@ class Trainer:
             self.rewarder.close()
             self.rewarder = None
         if getattr(self, "periodic_eval", None) is not None:
-            self.periodic_eval.close()
-            self.periodic_eval = None
+            self.periodic_eval.close()  # idempotent: its scorer is None once closed
 
 
 def _seed_everything(seed: int) -> None:
