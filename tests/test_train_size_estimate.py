@@ -43,6 +43,22 @@ def test_train_prints_the_size_at_start(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "run size: 1 steps x 2 prompts x 1 rollouts x up to 16 new tokens = up to 32 sampled tokens" in err
     assert "rough time on this CPU" in err
+    assert "first step took" not in err  # nothing left to project
+
+
+def test_the_first_step_gives_the_measured_pace(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "opsd", "model=tiny-random", "max_steps=3", "logging.progress=false",
+                 "logging.tensorboard=false", f"output_dir={out}", "logging.rewards_for_all=false"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("first step took") == 1 and "the remaining 2 steps take ~" in err
+
+
+def test_a_slow_measured_pace_warns(caplog, capsys):
+    with caplog.at_level(logging.WARNING, logger="selfdistill.train.size_estimate"):
+        size_estimate.after_first_step(84.0, 199)
+    assert "the remaining 199 steps take ~4.6 h at this pace" in capsys.readouterr().err
+    assert any("over an hour" in r.getMessage() for r in caplog.records)
 
 
 def test_a_long_run_warns_before_its_first_step(tmp_path, caplog, capsys):

@@ -143,10 +143,13 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(total=cfg.schedule.max_steps, initial=self.step, desc=cfg.method.name,
                    disable=not (self.acc.is_main_process and cfg.logging.progress))
+        first = self.step  # the measured pace is reported after this session's first step
         try:
             while self.step < cfg.schedule.max_steps:
                 self.step += 1
                 row = self.train_step(self.step)
+                if self.acc.is_main_process and self.step == first + 1 and self.step < cfg.schedule.max_steps:
+                    size_estimate.after_first_step(row["time/step_s"], cfg.schedule.max_steps - self.step)
                 if self.periodic_eval is not None:
                     row.update(self.periodic_eval.maybe(self.step, self.model, self.tokenizer, self.renderer))
                 if self.logger is not None:

@@ -71,3 +71,15 @@ def announce(size: SizeEstimate, cfg: TrainConfig) -> None:
         log.warning("this run may take ~%s on this CPU (over an hour): for a first try lower "
                     "schedule.max_steps (%d), schedule.prompts_per_step (%d) or sampling.max_new_tokens (%d), "
                     "or run on a GPU", duration(size.seconds), s.max_steps, s.prompts_per_step, p.max_new_tokens)
+
+
+def after_first_step(step_seconds: float, remaining_steps: int) -> None:
+    """The measured pace after the first step of this session: the remaining steps at that pace on
+    stderr, and a WARNING when that exceeds an hour (the start-up estimate can be far off on a
+    shared machine or for tiny steps, where fixed costs dominate)."""
+    total = step_seconds * remaining_steps
+    print(f"selfdistill: first step took {duration(step_seconds)}; the remaining {remaining_steps} steps "
+          f"take ~{duration(total)} at this pace", file=sys.stderr)
+    if total > WARN_SECONDS:
+        log.warning("at the measured pace the remaining %d steps take ~%s (over an hour)", remaining_steps,
+                    duration(total))
