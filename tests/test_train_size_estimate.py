@@ -70,3 +70,13 @@ def test_a_long_run_warns_before_its_first_step(tmp_path, caplog, capsys):
     trainer.close()
     assert "up to 32,000,000,000 sampled tokens" in capsys.readouterr().err
     assert any("over an hour" in r.getMessage() for r in caplog.records)
+
+
+def test_the_estimate_follows_the_runs_dtype():
+    """float32 on a CPU (the AVX2 path) is priced from the float32 benchmark row, not the bf16 one."""
+    cfg = load_config("opsd", ["max_steps=1", "prompts_per_step=8", "max_new_tokens=128"])
+    args = dict(num_params=int(size_estimate.BENCH_PARAMS), device_type="cpu", threads=2)
+    bf16 = size_estimate.estimate(cfg, dtype="bfloat16", **args).seconds
+    fp32 = size_estimate.estimate(cfg, dtype="float32", **args).seconds
+    assert bf16 == pytest.approx(size_estimate.BENCH_SECONDS_BY_DTYPE["bfloat16"])
+    assert fp32 == pytest.approx(size_estimate.BENCH_SECONDS_BY_DTYPE["float32"]) and fp32 > 2 * bf16

@@ -129,7 +129,7 @@ class Trainer:
         if self.acc.is_main_process:  # the size of what is about to run, before the first step
             size_estimate.announce(size_estimate.estimate(
                 cfg, num_params=sum(p.numel() for p in self.model.parameters()), device_type=self.acc.device.type,
-                threads=torch.get_num_threads(), start_step=self.step), cfg)
+                threads=torch.get_num_threads(), start_step=self.step, dtype=self.hardware.dtype), cfg)
         from .periodic_eval import PeriodicEval
 
         self.periodic_eval = PeriodicEval(cfg, is_main=self.acc.is_main_process) if cfg.eval.every else None

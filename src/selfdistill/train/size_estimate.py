@@ -1,10 +1,11 @@
 """How big a run is, said before it starts: sampled tokens and a rough time on this machine.
 
 Tokens: ``steps x prompts_per_step x rollouts_per_prompt x max_new_tokens``, an upper bound
-(responses may stop early). Time, on a CPU only: the measured cost of one OPSD step in
-docs/benchmarks/step.md (SmolLM2-135M, 8 prompts x 128 new tokens, 2 torch threads, 14.9 s on a
-2-vCPU AMD EPYC), scaled linearly by parameters, sampled tokens and threads, times 1.25 for
-Purified OPSD's two extra passes. It is an order of magnitude, not a promise: the point is that
+(responses may stop early). Time, on a CPU only: the measured cost of one OPSD step at the run's
+dtype in docs/benchmarks/step.md (SmolLM2-135M, 8 prompts x 128 new tokens, 2 torch threads, a
+2-vCPU AMD EPYC: 14.9 s in bf16 with native bf16, 32.5 s in float32 on the AVX2 path), scaled
+linearly by parameters, sampled tokens and threads, times 1.25 for Purified OPSD's two extra
+passes. It is an order of magnitude, not a promise: the point is that
 a 30-hour run does not start without a word. On a GPU only the token count is printed.
 """
 
@@ -18,8 +19,11 @@ from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-# docs/benchmarks/step.md, 2026-12-03: selfdistill-opsd 14.92 s per step
-BENCH_SECONDS, BENCH_TOKENS, BENCH_PARAMS, BENCH_THREADS = 14.92, 8 * 128, 134.5e6, 2
+# docs/benchmarks/step.md, 2026-12-03: selfdistill-opsd seconds per step by dtype (bf16 on the
+# AVX-512 bf16 CPU; float32 on the AVX2 path); float16 on a CPU is emulated, counted as float32
+BENCH_SECONDS_BY_DTYPE = {"bfloat16": 14.92, "float32": 32.47, "float16": 32.47}
+BENCH_SECONDS = BENCH_SECONDS_BY_DTYPE["bfloat16"]
+BENCH_TOKENS, BENCH_PARAMS, BENCH_THREADS = 8 * 128, 134.5e6, 2
 METHOD_FACTOR = {"purified-opsd": 1.25}
 WARN_SECONDS = 3600.0
 
@@ -38,13 +42,15 @@ class SizeEstimate:
 
 
 def estimate(cfg: TrainConfig, *, num_params: int, device_type: str, threads: int,
-             start_step: int = 0) -> SizeEstimate:
-    """The size of the steps from ``start_step`` to ``schedule.max_steps`` (see the module docstring)."""
+             start_step: int = 0, dtype: str = "bfloat16") -> SizeEstimate:
+    """The size of the steps from ``start_step`` to ``schedule.max_steps`` (see the module docstring);
+    ``dtype`` is the run's resolved weight dtype (``selfdistill.hardware``)."""
     steps = max(0, cfg.schedule.max_steps - start_step)
     per_step = cfg.schedule.prompts_per_step * cfg.sampling.rollouts_per_prompt * cfg.sampling.max_new_tokens
     seconds = None
     if device_type == "cpu":
-        per_token_param = BENCH_SECONDS / (BENCH_TOKENS * BENCH_PARAMS) * BENCH_THREADS / max(1, threads)
+        bench = BENCH_SECONDS_BY_DTYPE.get(dtype, BENCH_SECONDS)
+        per_token_param = bench / (BENCH_TOKENS * BENCH_PARAMS) * BENCH_THREADS / max(1, threads)
         seconds = steps * per_step * num_params * per_token_param * METHOD_FACTOR.get(cfg.method.name, 1.0)
     return SizeEstimate(steps=steps, tokens_per_step=per_step, seconds=seconds)
 
