@@ -275,10 +275,12 @@ def test_stack_groups_bounds_padding_waste():
         assert sorted(i for g in groups for i in g) == [0, 1, 2]  # every pass exactly once
 
 
-@pytest.mark.parametrize("method,chunk", [("purified-opsd", 2), ("purified-opsd", 0), ("opsd", 3)])
-def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk):
+@pytest.mark.parametrize("method,chunk,tau", [("purified-opsd", 2, 1.0), ("purified-opsd", 0, 1.0),
+                                              ("opsd", 3, 1.0), ("purified-opsd", 2, 1.7), ("opsd", 0, 0.6)])
+def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk, tau):
     """Teacher entropy and the PMI diagnostics of a micro-batch (measured on the loss's own
-    chunks) equal pmi_diagnostics / entropy over every role's full logits, in float64."""
+    chunks) equal pmi_diagnostics / entropy over every role's full logits divided by the
+    distillation tau (the distributions the target is built from), in float64."""
     from selfdistill.models import response_hidden
     from selfdistill.objectives import pmi_diagnostics
     from selfdistill.train.rollouts import Rollouts
@@ -286,7 +288,8 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk)
     torch.manual_seed(0)
     extra = ["method.diagnostics=true"] if method == "opsd" else []
     cfg = load_config("smoke", BASE + [f"output_dir={tmp_path}", f"method={method}",
-                                       f"objective.loss_chunk_size={chunk}"] + extra)
+                                       f"objective.loss_chunk_size={chunk}", f"objective.temperature={tau}"]
+                      + extra)
     trainer = Trainer(cfg)
     with torch.no_grad():  # move the adapter off zero so student and teachers differ
         for n, p in trainer.model.named_parameters():
@@ -303,7 +306,7 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk)
 
     def logits64(handle_hidden, weight, role):
         h = handle_hidden(*passes_mod.fwd_args(mb.batches[role]))
-        return (h.double() @ weight.detach().double().T)[mask]
+        return (h.double() @ weight.detach().double().T)[mask] / tau
 
     p = trainer.passes
     with torch.no_grad():
@@ -323,3 +326,11 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk)
     assert abs(res.sums["norm_ratio_above_1"] - float((ratio > 1).sum())) <= float((~far).sum())
     torch.testing.assert_close(res.kl_ratio_N.double(), want["kl_ratio_ref_per_position"], rtol=2e-3, atol=1e-4)
     trainer.close()
+
+
+def test_entropy_at_a_temperature_is_the_entropy_of_the_tempered_softmax():
+    logits = torch.randn(5, 40, dtype=torch.float64) * 3
+    for tau in (0.5, 1.0, 2.0):
+        p = (logits / tau).softmax(-1)
+        want = -(p * p.log()).sum(-1)
+        torch.testing.assert_close(passes_mod.entropy(logits, tau).double(), want, rtol=1e-5, atol=1e-6)

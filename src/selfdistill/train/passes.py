@@ -165,8 +165,10 @@ def per_position(hidden_B_T_H: Tensor, weight_V_H: Tensor, mask_B_T: Tensor, chu
     return out.view(mask_B_T.shape)
 
 
-def entropy(logits_N_V: Tensor) -> Tensor:
-    logp = logits_N_V.float().log_softmax(-1)
+def entropy(logits_N_V: Tensor, temperature: float = 1.0) -> Tensor:
+    """Entropy [N] in nats of ``softmax(logits / temperature)``: at the distillation tau it is the
+    entropy of the distribution the target is built from."""
+    logp = (logits_N_V.float() / temperature).log_softmax(-1)
     return -(logp.exp() * logp).sum(-1)
 
 

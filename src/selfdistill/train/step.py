@@ -18,6 +18,7 @@ PG still gives the right gradient, ``exp(logp - sg(logp))``), and they are not r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -211,8 +212,9 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
     hidden, weights, fn = _target(cfg, passes, mb, diagnostics=cfg.method.diagnostics)
     ent = None
     if cfg.method.name == "srpo":  # token weights exp(-beta_H * H_teacher) are needed up front
-        ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T,
-                           passes.chunk_size, entropy, softcap_of(passes.model))
+        ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T, passes.chunk_size,
+                           functools.partial(entropy, temperature=cfg.objective.temperature),
+                           softcap_of(passes.model))
     return Targets(hidden, weights, fn, ent)
 
 
@@ -302,6 +304,9 @@ class ChunkStats:
 
     def __init__(self, cfg: TrainConfig, *, entropy: bool, diagnostics: bool) -> None:
         self.clip, self.center = cfg.objective.purified_clip, cfg.objective.purified_center
+        # at the distillation tau: the entropy and diagnostics describe the distributions the
+        # target is built from (and tanh_clip_frac the clip that the target really applies)
+        self.tau = cfg.objective.temperature
         self.entropy, self.diagnostics = entropy, diagnostics
         self.sums: dict[str, float] = {}
         self.kl_ratio: list[Tensor] = []
@@ -311,6 +316,8 @@ class ChunkStats:
             self.sums.update({"pmi_n": 0.0, "norm_ratio_above_1": 0.0, **{key: 0.0 for key, _ in self.KEYS}})
 
     def __call__(self, logits: Mapping[str, Tensor]) -> None:
+        if self.tau != 1.0:
+            logits = {role: lg / self.tau for role, lg in logits.items()}
         teacher = logits["teacher"]
         if self.entropy:
             self.sums["teacher_entropy"] += float(entropy(teacher).sum())
