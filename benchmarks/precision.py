@@ -16,8 +16,7 @@ import json
 import time
 
 import torch
-
-from selfdistill.hardware import resolve
+from machine import header, machine, record  # benchmarks/ is the script's directory
 
 
 def fwd_bwd_ms(dtype: torch.dtype, autocast: bool, rows: int, hidden: int, inner: int, repeats: int) -> float:
@@ -43,21 +42,21 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the table and machine record here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    hw = resolve("auto", "cpu")
+    hw = machine("auto")
+    rec = record(hw, "auto")
     shape = dict(rows=256, hidden=576, inner=1536, repeats=a.repeats)
     rows = {
         "float32": fwd_bwd_ms(torch.float32, False, **shape),
         "bfloat16 weights": fwd_bwd_ms(torch.bfloat16, False, **shape),
         "float32 + bf16 autocast": fwd_bwd_ms(torch.float32, True, **shape),
     }
-    print(f"machine: {json.dumps(hw.describe())}")
-    print(f"dtype=auto here: {hw.dtype} ({hw.reason})\n")
+    print(header(rec) + "\n")
     print("| compute | fwd+bwd ms | x float32 |\n|---|---|---|")
     for name, ms in rows.items():
         print(f"| {name} | {ms:.2f} | {ms / rows['float32']:.2f} |")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"machine": hw.describe(), "ms": rows}, f, indent=2)
+            json.dump({"machine": rec, "ms": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ nothing else in the package guesses. The rules:
   else float16 (the training loop then scales the loss; see :class:`LossScaler`).
 - dtype ``auto`` on a CPU: bfloat16 only where oneDNN computes it natively
   (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``: AVX-512 with bf16 or AMX). On a plain AVX2
-  CPU bf16 matmuls are emulated (~28x slower than float32 forward+backward), so float32.
+  CPU bf16 matmuls are emulated, many times slower than float32 (docs/benchmarks/precision.md), so
+  float32.
   ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` set below AVX-512 count as no native bf16,
   so a bf16 CPU can be made to choose like an AVX2 one.
 - dtype ``auto`` on anything else (MPS, XLA): float32.
@@ -18,6 +19,7 @@ An explicit dtype always wins; :func:`resolve` adds a warning when that dtype is
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import warnings
@@ -139,10 +141,17 @@ def _cpu_flags() -> set[str] | None:
     """The x86 CPU's flags from /proc/cpuinfo, or None where they cannot be read (not Linux x86)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None
+    flags = _cpuinfo_field("flags")
+    return set(flags.split()) if flags is not None else None
+
+
+@functools.cache
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (read once per process), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.split(":", 1)[0].strip() == name:
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None
@@ -152,13 +161,7 @@ def processor_name(device: torch.device | None = None) -> str:
     """The GPU's name on CUDA, else the CPU model from /proc/cpuinfo (or ``platform``)."""
     if device is not None and device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def auto_dtype(device: torch.device) -> tuple[str, str]:

@@ -54,8 +54,8 @@ def load_model(
 
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: use one of {sorted(DTYPES) + ['auto']}")
-    target = torch.device("cpu") if device is None else device
-    torch_dtype = DTYPES[resolve(dtype, target, warn=False).dtype]
+    hardware = resolve(dtype, "cpu" if device is None else device, warn=False)
+    torch_dtype = DTYPES[hardware.dtype]
     source = str(alias_path(str(name_or_path)) if str(name_or_path) in ALIASES else name_or_path)
     if looks_like_path(source) and not Path(source).exists():
         raise ModelLoadError(_missing_path_message(source))
@@ -82,7 +82,7 @@ def load_model(
         model.config.use_cache = False  # the cache is useless (and warned about) while training
     set_length_multiple(model, length_multiple)
     if device is not None:
-        model.to(resolve(dtype, device, warn=False).device)
+        model.to(hardware.device)
     model.train()
     return model, tokenizer
 
