@@ -113,6 +113,17 @@ class SamplingConfig:
 
 
 @dataclass
+class RolloutConfig:
+    backend: str = _f("hf", "rollout generator: hf (transformers generate on the student) or vllm (a vLLM "
+                      "engine in the trainer's process, weights loaded in place after every optimizer step; "
+                      "pip install 'selfdistill[vllm]')", ("hf", "vllm"))
+    gpu_memory_utilization: float = _f(0.3, "vllm: fraction of GPU memory the engine may take (weights, KV "
+                                       "cache); the rest is the trainer's")
+    sleep: bool = _f(True, "vllm on a GPU: free the engine's KV cache while training and wake it for "
+                     "the next rollout (vLLM sleep mode)")
+
+
+@dataclass
 class MethodConfig:
     name: str = _f("opsd", "training method", METHODS)
     teacher: str = _f(
@@ -211,6 +222,7 @@ SECTIONS: dict[str, type] = {
     "lora": LoraConfig,
     "data": DataConfig,
     "sampling": SamplingConfig,
+    "rollout": RolloutConfig,
     "method": MethodConfig,
     "objective": ObjectiveConfig,
     "optimizer": OptimizerConfig,
@@ -263,6 +275,7 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -97,9 +97,13 @@ class Trainer:
                                       chunk_size=cfg.objective.loss_chunk_size,
                                       share_prefixes=cfg.share_prefixes)
         if rollout_backend is None:
-            from selfdistill.rollout import HFGenerate
+            from selfdistill.rollout import make_backend
 
-            rollout_backend = HFGenerate
+            ro_cfg = cfg.rollout
+            opts = {} if ro_cfg.backend == "hf" else dict(
+                gpu_memory_utilization=ro_cfg.gpu_memory_utilization, sleep=ro_cfg.sleep,
+                dtype=self.hardware.dtype, device=self.hardware.device, seed=cfg.seed)
+            rollout_backend = lambda model, tok: make_backend(ro_cfg.backend, model, tok, **opts)  # noqa: E731
         if isinstance(rollout_backend, type) or not hasattr(rollout_backend, "generate"):
             # a factory (model, tokenizer) -> backend
             rollout_backend = rollout_backend(self.model, self.tokenizer)
@@ -221,6 +225,8 @@ class Trainer:
             self.optimizer.step()
             if self.passes.teacher is not None:
                 self.passes.teacher.after_step(self.model)
+            if hasattr(self.backend, "load_policy"):  # an engine with its own copy of the weights
+                self.backend.load_policy(self.model)
             self.nonfinite_streak = 0
         elif overflow:  # float16: the scaled gradients overflowed; a smaller scale retries
             log.warning("step %d: float16 gradients overflowed at loss scale %g; step skipped, scale "
