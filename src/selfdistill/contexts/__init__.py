@@ -9,6 +9,7 @@ from selfdistill.contexts.batch import (
 )
 from selfdistill.contexts.config import (
     ROLES,
+    THINK_BOUNDARIES,
     ContextConfig,
     ContextError,
     ContextLengthError,
@@ -20,6 +21,7 @@ from selfdistill.contexts.render import Renderer
 
 __all__ = [
     "ROLES",
+    "THINK_BOUNDARIES",
     "AlignmentError",
     "ContextConfig",
     "ContextError",

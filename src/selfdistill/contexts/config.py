@@ -29,6 +29,13 @@ class ThinkBoundaryError(ContextError):
     """``think_boundary="own"`` but a role's generation prompt differs from the student's."""
 
 
+# Values of ContextConfig.think_boundary. "own_any_suffix" reproduces OPSD's current code, whose
+# teacher is [its own template output with enable_thinking=teacher_thinking][student response]:
+# with a thinking-off student and a thinking-on Qwen3 teacher, the teacher scores the response
+# right after "<|im_start|>assistant\n", where it would open "<think>".
+THINK_BOUNDARIES = ("student_prefix", "own", "own_any_suffix")
+
+
 @dataclass(frozen=True)
 class RoleOptions:
     """Chat-template options of one role.
@@ -59,8 +66,11 @@ class ContextConfig:
         over_length: "error" (raise ContextLengthError) or "drop" (skip the row, report it).
         strip_think: remove ``<think>`` blocks from SDPO sibling solutions (c = s without think).
         think_boundary: "student_prefix" (every role ends its prompt with the student's exact
-            generation-prompt tokens) or "own" (each role keeps its template output; the
-            generation-prompt tokens must equal the student's, else ThinkBoundaryError).
+            generation-prompt tokens), "own" (each role keeps its template output; the
+            generation-prompt tokens must equal the student's, else ThinkBoundaryError) or
+            "own_any_suffix" (each role keeps its template output even when its generation
+            prompt differs from the student's: OPSD's current code with a thinking-off student
+            and a thinking-on teacher). Response ids are the same in every role under all three.
         blank_text: the user turn of the "blank" control role.
         chat_template: a jinja chat template that replaces the tokenizer's own, or None.
     """
@@ -70,14 +80,14 @@ class ContextConfig:
     max_length: int | None = None
     over_length: Literal["error", "drop"] = "error"
     strip_think: bool = False
-    think_boundary: Literal["student_prefix", "own"] = "student_prefix"
+    think_boundary: Literal["student_prefix", "own", "own_any_suffix"] = "student_prefix"
     blank_text: str = ""
     chat_template: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("transition", self.transition, tuple(TRANSITIONS))
         _check_choice("over_length", self.over_length, ("error", "drop"))
-        _check_choice("think_boundary", self.think_boundary, ("student_prefix", "own"))
+        _check_choice("think_boundary", self.think_boundary, THINK_BOUNDARIES)
         roles = {}
         for role, options in self.roles.items():
             _check_choice("roles key", role, ROLES)

@@ -10,7 +10,10 @@ think block) and apply ``ContextConfig.think_boundary``:
 - ``"student_prefix"`` (default): every role = its own conversation + the STUDENT's generation
   suffix, so the first scored position means the same thing in every role;
 - ``"own"``: every role keeps its own template output, allowed only when its generation suffix
-  equals the student's, else ThinkBoundaryError.
+  equals the student's, else ThinkBoundaryError;
+- ``"own_any_suffix"``: every role keeps its own template output whatever its generation suffix
+  (OPSD's current code: a thinking-on teacher scores a thinking-off student's response right after
+  its own ``<|im_start|>assistant\n``). The response ids are still the student's, unchanged.
 
 Ids are always prompt_ids + response_ids: the prompt/response seam is never re-tokenized.
 """
@@ -148,12 +151,15 @@ class Renderer:
                     f"({self._show(suffix)} vs {self._show(student)}); this template cannot be "
                     "aligned across roles"
                 )
+            if self.config.think_boundary == "own_any_suffix":
+                return conversation + suffix
             if self.config.think_boundary == "own":
                 raise ThinkBoundaryError(
                     f"role {role!r} ends its prompt with {self._show(suffix)} but the student "
                     f"with {self._show(student)}: the first response token would be predicted "
                     "in different situations. Fix: give both roles the same enable_thinking, or "
-                    "use think_boundary='student_prefix'"
+                    "use think_boundary='student_prefix' (or 'own_any_suffix' to score with "
+                    "the role's own generation prompt, as OPSD's current code does)"
                 )
             return conversation + student
         return conversation + suffix
