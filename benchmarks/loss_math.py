@@ -7,7 +7,7 @@ outside the model's own passes (docs/benchmarks/step.md, "time outside the model
 Defaults are the step benchmark's: 256-position chunks of SmolLM2-135M (V 49,152, H 576), logits
 in the hardware's dtype (auto): bfloat16 only where this CPU computes it natively, else float32
 (``--dtype`` forces one), 4 chunks per step (8 prompts x 128 tokens). Random logits; medians of ``--repeats`` runs
-after one warm-up. The rows are the pieces `train.step.compute_loss` runs per chunk.
+after one warm-up. The rows are the pieces `train.microbatch.compute_loss` runs per chunk.
 ``--allocator keep`` (default) is what a training run uses on a CPU (``cpu_allocator=keep``,
 ``selfdistill.train.allocator``); ``system`` leaves glibc's defaults.
 """

@@ -18,7 +18,7 @@ import torch
 from reliability.guards import run_cli
 
 from selfdistill.train import checkpoint, loop
-from selfdistill.train import step as step_mod
+from selfdistill.train import microbatch as step_mod
 from selfdistill.train.config import load_config
 from selfdistill.train.rollouts import FixedRollouts
 

@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 
 from selfdistill import hardware
-from selfdistill.train import step as step_mod
+from selfdistill.train import microbatch as step_mod
 from selfdistill.train.config import load_config
 from selfdistill.train.loop import Trainer
 from selfdistill.train.loss_scale import LossScaler

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from selfdistill.train import checkpoint, passes as passes_mod, step as step_mod
+from selfdistill.train import checkpoint, passes as passes_mod, microbatch as step_mod
 from selfdistill.train.config import load_config
 from selfdistill.train.loop import NonFiniteError, OutputDirError, Trainer
 from selfdistill.train.rollouts import FixedRollouts

@@ -16,11 +16,10 @@ from selfdistill.data.columns import (FIELDS, infer_mapping, map_hint, missing_c
                                      to_text, unread_column_warnings)
 from selfdistill.data.errors import RowError
 from selfdistill.data.rows import RawRow, columns_of
+from selfdistill.methods import METHODS as _METHODS
 from selfdistill.types import Example
 
-METHODS = ("opsd", "purified-opsd", "sdpo", "grpo", "srpo")
-NEEDS_SOLUTION = {"opsd", "purified-opsd"}
-NEEDS_ANSWER = {"sdpo", "grpo", "srpo"}
+METHODS = tuple(_METHODS)
 MAX_FIELD_CHARS = 1_000_000
 
 
@@ -29,13 +28,15 @@ def requirements(method: str | None, need_answer: bool | None = None) -> dict[st
     if method is not None and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     needs = {"problem": "every row needs a question"}
-    if method in NEEDS_SOLUTION:
+    record = _METHODS.get(method) if method is not None else None
+    if record is not None and record.needs_solution:
         needs["solution"] = f"method {method} puts the reference solution in the teacher's context"
+    rewarded = record is not None and record.needs_answer
     if need_answer is None:
-        need_answer = method in NEEDS_ANSWER
+        need_answer = rewarded
     if need_answer:
         needs["answer"] = (f"method {method} rewards sampled answers against the gold answer"
-                           if method in NEEDS_ANSWER else "the gold answer is needed (need_answer)")
+                           if rewarded else "the gold answer is needed (need_answer)")
     return needs
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from .config import GROUP_METHODS, REFERENCE_METHODS, SECTIONS, ConfigError, TrainConfig
+from selfdistill import methods
+
+from .config import SECTIONS, ConfigError, TrainConfig
+
 
 def validate(cfg: TrainConfig) -> None:
     """Reject impossible configurations before any model is loaded. Raises ConfigError."""
@@ -28,10 +31,6 @@ def validate(cfg: TrainConfig) -> None:
         if not cond:
             errors.append(msg)
 
-    if m.name in GROUP_METHODS:
-        need(s.rollouts_per_prompt > 1,
-             f"method {m.name} compares rollouts within a group: set sampling.rollouts_per_prompt "
-             f">= 2 (the recipe uses 8), got {s.rollouts_per_prompt}")
     need(cfg.model.length_multiple >= 1,
          f"model.length_multiple must be >= 1 (1 = no padding), got {cfg.model.length_multiple}")
     need(s.rollouts_per_prompt >= 1, "sampling.rollouts_per_prompt must be >= 1")
@@ -49,21 +48,9 @@ def validate(cfg: TrainConfig) -> None:
     need(o.loss_chunk_size >= 0, "objective.loss_chunk_size must be >= 0 (0 = unchunked)")
     need(0 < m.ema_rate <= 1, "method.ema_rate must be in (0, 1]")
     need(0 <= m.trust_region_mix <= 1, "method.trust_region_mix must be in [0, 1]")
-    if m.name == "purified-opsd":
-        need(m.teacher == "fixed",
-             "purified-opsd scores teacher, reference-only and base with the frozen initial "
-             f"weights: method.teacher must be fixed, got {m.teacher}")
-    if m.name == "grpo":
-        need(m.teacher == "fixed", "grpo has no teacher: leave method.teacher=fixed")
-    if m.diagnostics:
-        need(m.name == "opsd", "method.diagnostics is for opsd (purified-opsd always logs them)")
     need(m.controls_every >= 0, f"method.controls_every must be >= 0 (0 = off), got {m.controls_every}")
-    if m.controls_every:
-        need(m.name == "purified-opsd" or (m.name == "opsd" and m.diagnostics),
-             "method.controls_every needs the diagnostics: use method=purified-opsd, or method=opsd "
-             "with method.diagnostics=true")
-    if m.antisd:
-        need(m.name == "grpo", "method.antisd modifies the GRPO advantage: use it with method=grpo")
+    if m.name in methods.METHODS:
+        errors += _method_errors(cfg)
     need(cfg.optimizer.lr > 0, "optimizer.lr must be > 0")
     need(cfg.optimizer.max_grad_norm >= 0, "optimizer.max_grad_norm must be >= 0 (0 = off)")
     need(sch.max_steps >= 1, "schedule.max_steps must be >= 1")
@@ -89,6 +76,50 @@ def validate(cfg: TrainConfig) -> None:
         errors += _context_errors(cfg.contexts)
     if errors:
         raise ConfigError("invalid training config:\n  - " + "\n  - ".join(errors))
+
+
+def _method_errors(cfg: TrainConfig) -> list[str]:
+    """What the method's record (``selfdistill.methods``) refuses: a modifier it does not take, a
+    teacher it does not accept, a group of one, diagnostics it does not log, and any
+    method-dependent key set away from its default that the method does not read."""
+    m = cfg.method
+    errors = []
+    for modifier in methods.MODIFIERS.values():
+        if getattr(m, modifier.flag.split(".", 1)[1]) and m.name not in modifier.applies_to:
+            errors.append(f"{modifier.flag} modifies {modifier.changes}: use it with method="
+                          f"{' or '.join(modifier.applies_to)}")
+            return errors
+    method = methods.of(m)
+    if method.groups and cfg.sampling.rollouts_per_prompt < 2:
+        errors.append(f"method {m.name} compares rollouts within a group: set sampling.rollouts_per_prompt "
+                      f">= 2 (the recipe uses 8), got {cfg.sampling.rollouts_per_prompt}")
+    if m.teacher not in method.teachers:
+        why = ("has no teacher: leave method.teacher=fixed" if method.teacher_context is None else
+               "scores all its contexts with the frozen initial weights: method.teacher must be "
+               + " or ".join(method.teachers))
+        errors.append(f"{m.name} {why}, got {m.teacher}")
+        return errors  # the teacher key would be reported again below
+    if m.controls_every and not methods.diagnostics_on(method, m.diagnostics):
+        errors.append("method.controls_every needs the diagnostics: use method=purified-opsd, or method=opsd "
+                      "with method.diagnostics=true")
+    errors += [f"{key}={value!r} is not read by method {method.name}: remove it (or choose a method that "
+               f"reads it: {', '.join(readers)})" for key, value, readers in ignored_keys(cfg, method)]
+    return errors
+
+
+def ignored_keys(cfg: TrainConfig, method: methods.Method) -> list[tuple[str, object, list[str]]]:
+    """(key, value, methods that read it) for every method-dependent key (``methods.GOVERNED_KEYS``)
+    whose value differs from its default although ``method`` does not read it."""
+    defaults = TrainConfig()
+    out = []
+    for key in sorted(methods.GOVERNED_KEYS - method.keys):
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value != getattr(getattr(defaults, section), name):
+            readers = [n for n, rec in methods.METHODS.items() if key in rec.keys] or [
+                f"{mod.applies_to[0]} with {mod.flag}=true" for mod in methods.MODIFIERS.values()]
+            out.append((key, value, readers))
+    return out
 
 
 def _context_errors(options: dict) -> list[str]:
@@ -118,7 +149,8 @@ def validate_examples(cfg: TrainConfig, examples: typing.Sequence) -> None:
     if not examples:
         raise ConfigError(f"data.spec={cfg.data.spec!r} gave no examples")
     name = cfg.method.name
-    if name in REFERENCE_METHODS or cfg.method.diagnostics:
+    method = methods.of(cfg.method)
+    if method.needs_solution or methods.diagnostics_on(method, cfg.method.diagnostics):
         missing = [getattr(e, "origin", "") or e.id for e in examples if not e.solution]
         if missing:
             raise ConfigError(
@@ -126,7 +158,7 @@ def validate_examples(cfg: TrainConfig, examples: typing.Sequence) -> None:
                 f"{len(missing)} of {len(examples)} have none (first: {', '.join(missing[:3])}). "
                 "Map a solution column (data docs) or use a method that needs no reference (sdpo, grpo, srpo)."
             )
-    if name in GROUP_METHODS:
+    if method.needs_answer:
         missing = [getattr(e, "origin", "") or e.id for e in examples if not e.answer]
         if missing:
             raise ConfigError(

@@ -30,10 +30,7 @@ from typing import Any
 
 import yaml
 
-METHODS = ("opsd", "purified-opsd", "sdpo", "grpo", "srpo")
-GROUP_METHODS = ("sdpo", "grpo", "srpo")  # need n > 1 rollouts per prompt and rewards
-REFERENCE_METHODS = ("opsd", "purified-opsd")  # need a reference solution per example
-TEACHERS = ("fixed", "ema", "live", "trust_region")
+from selfdistill.methods import METHODS, TEACHERS
 
 
 class ConfigError(ValueError):
@@ -125,7 +122,7 @@ class RolloutConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = _f("opsd", "training method", METHODS)
+    name: str = _f("opsd", "training method (the method table: selfdistill/methods.py)", tuple(METHODS))
     teacher: str = _f(
         "fixed", "teacher weights: fixed (initial policy), ema, live (current), trust_region", TEACHERS
     )

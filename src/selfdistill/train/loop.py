@@ -33,7 +33,9 @@ import json
 import numpy as np
 import torch
 
-from . import checkpoint, resume_guard, rollouts, size_estimate, step as step_mod
+from selfdistill import methods
+
+from . import checkpoint, microbatch, resume_guard, rollouts, size_estimate
 from .batches import DataPosition, PromptStream, shard
 from .config import TrainConfig, to_yaml
 from .loss_scale import LossScaler
@@ -65,6 +67,7 @@ class Trainer:
         self.acc = accelerator or Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         preflight(cfg, self.world)
+        self.method = methods.of(cfg.method)  # the method's record: what every part below reads
         self.out = Path(cfg.output_dir)
         self.ckpt_root = self.out / "checkpoints"
         if cfg.cpu_allocator == "keep" and self.acc.device.type == "cpu":
@@ -90,10 +93,10 @@ class Trainer:
         self.model, self.tokenizer = load_policy(cfg, self.hardware)
         self.renderer = Renderer(self.tokenizer, context_config(cfg.contexts, model=self.model))
         optimizer, self.scheduler = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule)
-        self.scorer, self.optimizer = self.acc.prepare(step_mod.ResponseScorer(self.model), optimizer)
-        teacher, base, live = teachers(cfg, self.model)  # after prepare: on the student's device
+        self.scorer, self.optimizer = self.acc.prepare(microbatch.ResponseScorer(self.model), optimizer)
+        teacher, base, live = teachers(cfg, self.model, self.method)  # after prepare: on the student's device
         self.scaler = LossScaler() if self.hardware.dtype == "float16" else None
-        self.passes = step_mod.Passes(self.scorer, self.model, teacher, base, live,
+        self.passes = microbatch.Passes(self.scorer, self.model, teacher, base, live,
                                       chunk_size=cfg.objective.loss_chunk_size,
                                       share_prefixes=cfg.share_prefixes)
         if rollout_backend is None:
@@ -187,7 +190,7 @@ class Trainer:
         t = time.perf_counter()  # score: rewards, then render every role and count loss units
         rollouts.reward(cfg, self.rewarder, ro)
         mb_size = cfg.schedule.micro_batch_size
-        rendered = [step_mod.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))),
+        rendered = [microbatch.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))),
                                   device=acc.device) for i in range(0, len(ro), mb_size)]
         plans = [p for p in rendered if p.rows]  # a micro-batch whose rows were all dropped
         if not plans and self.world > 1:
@@ -196,17 +199,17 @@ class Trainer:
                 "has nothing to back-propagate and DDP would stall; raise contexts.max_length or lower "
                 "sampling.max_new_tokens")
         units = self._sum(sum(p.loss_units for p in plans))
-        targets = [step_mod.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
-        antisd_lambda = self._antisd_lambda = self._antisd_gate(targets) if cfg.method.antisd else 0.0
+        targets = [microbatch.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
+        antisd_lambda = self._antisd_lambda = self._antisd_gate(targets) if self.method.context_scores else 0.0
         t_score = time.perf_counter() - t
 
         t = time.perf_counter()  # loss: student pass with gradients, accumulate
-        diagnostics = cfg.method.name == "purified-opsd" or cfg.method.diagnostics
+        diagnostics = methods.diagnostics_on(self.method, cfg.method.diagnostics)
         results = []
         for k, (plan, target) in enumerate(zip(plans, targets)):
             sync = nullcontext() if k == len(plans) - 1 else acc.no_sync(self.scorer)
             with sync:
-                res = step_mod.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics,
+                res = microbatch.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics,
                                             antisd_lambda=antisd_lambda)
                 # DDP averages gradients over processes; the loss is already a global mean
                 acc.backward(res.loss * (self.world * (self.scaler.scale if self.scaler else 1.0)))
@@ -320,8 +323,8 @@ class Trainer:
             "markers": float(markers), "reward": float(sum(rewards)), "reward_n": float(len(rewards)),
             "correct": float(sum(r >= 1.0 for r in rewards)),
             "dropped": float(sum(len(p.batches["student"].dropped) for p in plans)),
-            "context": float(sum(int(p.batches[step_mod.TEACHER_ROLE[self.cfg.method.name]].has_context_B.sum())
-                                 for p in plans)) if self.cfg.method.name in ("sdpo", "srpo") else 0.0,
+            "context": float(sum(int(p.batches[self.method.teacher_context].has_context_B.sum())
+                                 for p in plans)) if "sdpo" in self.method.metrics else 0.0,
             "zero_signal": float(ro.zero_signal_fraction or 0.0),
             **sums,
         }
@@ -355,12 +358,12 @@ class Trainer:
             per_pos = [r.kl_ratio_N for r in results if r.kl_ratio_N is not None]
             row["pmi/kl_ratio_ref_median"] = quantiles(
                 self._gather_values(torch.cat(per_pos) if per_pos else torch.zeros(0)))[1]
-        if self.cfg.method.name in ("grpo", "srpo"):
+        if "grpo" in self.method.metrics:
             row["grpo/zero_signal_frac"] = g["zero_signal"] / self.world
-        if self.cfg.method.antisd:
+        if "antisd" in self.method.metrics:
             row["antisd/lambda"] = self._antisd_lambda
             row["antisd/u_mean"] = ratio("antisd_u", "teacher_entropy_n")
-        if self.cfg.method.name in ("sdpo", "srpo"):
+        if "sdpo" in self.method.metrics:
             row["sdpo/context_frac"] = g["context"] / max(g["n"], 1)
         return row
 

@@ -13,7 +13,9 @@ import torch
 
 from selfdistill.types import Example
 
-from .config import GROUP_METHODS, TrainConfig
+from selfdistill import methods
+
+from .config import TrainConfig
 
 
 @dataclass
@@ -64,7 +66,7 @@ def sampling_params(cfg: TrainConfig, *, step: int, rank: int):
 
 
 def needs_rewards(cfg: TrainConfig, examples: Sequence[Example]) -> bool:
-    if cfg.method.name in GROUP_METHODS:
+    if methods.of(cfg.method).needs_answer:
         return True
     return cfg.logging.rewards_for_all and all(e.answer for e in examples)
 
@@ -91,12 +93,12 @@ def reward(cfg: TrainConfig, reward_scorer, out: Rollouts) -> Rollouts:
     examples = out.examples
     if reward_scorer is not None and needs_rewards(cfg, examples):
         out.rewards = [float(r) for r in reward_scorer.score(out.texts, [e.answer for e in examples])]
-    name = cfg.method.name
-    if name in ("sdpo", "srpo") or cfg.method.antisd:
+    method = methods.of(cfg.method)
+    if method.siblings:
         from selfdistill.contexts import choose_siblings
 
         out.siblings = choose_siblings(out.texts, out.rewards, out.group_ids)
-    if name in ("grpo", "srpo"):
+    if method.uses_pg:
         from selfdistill.objectives import group_advantages
 
         n = cfg.sampling.rollouts_per_prompt

@@ -103,18 +103,20 @@ def load_policy(cfg: TrainConfig, hardware=None):
     return model, tokenizer
 
 
-def teachers(cfg: TrainConfig, model):
-    """(teacher handle or None, frozen-base handle or None, live handle or None)."""
+def teachers(cfg: TrainConfig, model, method=None):
+    """(teacher handle or None, frozen-base handle or None, live handle or None) for the method's
+    record (``selfdistill.methods``; default: the one ``cfg.method`` selects)."""
+    from selfdistill import methods
     from selfdistill.models import make_teacher
 
     m = cfg.method
-    if m.name == "grpo":  # no teacher; anti-sd scores the sibling context with the live policy
-        return None, None, make_teacher(model, "live") if m.antisd else None
-    teacher = make_teacher(model, m.teacher, rate=m.ema_rate, r=m.trust_region_mix)
+    method = method or methods.of(m)
+    teacher = make_teacher(model, m.teacher, rate=m.ema_rate, r=m.trust_region_mix) if method.teacher_context else None
     base = None
-    if m.name == "purified-opsd" or m.diagnostics:
+    if method.base_roles or methods.diagnostics_on(method, m.diagnostics):
         base = teacher if m.teacher == "fixed" else make_teacher(model, "fixed")
-    live = make_teacher(model, "live") if m.teacher == "trust_region" else None
+    # trust_region mixes in the current weights; anti-sd scores the sibling context with them
+    live = make_teacher(model, "live") if m.teacher == "trust_region" or method.context_scores else None
     return teacher, base, live
 
 

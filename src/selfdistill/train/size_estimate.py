@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from .config import TrainConfig
 
+from selfdistill import methods
+
 log = logging.getLogger(__name__)
 
 # docs/benchmarks/step.md, 2026-12-03: selfdistill-opsd seconds per step by dtype (bf16 on the
@@ -24,7 +26,6 @@ log = logging.getLogger(__name__)
 BENCH_SECONDS_BY_DTYPE = {"bfloat16": 14.92, "float32": 32.47, "float16": 32.47}
 BENCH_SECONDS = BENCH_SECONDS_BY_DTYPE["bfloat16"]
 BENCH_TOKENS, BENCH_PARAMS, BENCH_THREADS = 8 * 128, 134.5e6, 2
-METHOD_FACTOR = {"purified-opsd": 1.25}
 WARN_SECONDS = 3600.0
 
 
@@ -51,7 +52,7 @@ def estimate(cfg: TrainConfig, *, num_params: int, device_type: str, threads: in
     if device_type == "cpu":
         bench = BENCH_SECONDS_BY_DTYPE.get(dtype, BENCH_SECONDS)
         per_token_param = bench / (BENCH_TOKENS * BENCH_PARAMS) * BENCH_THREADS / max(1, threads)
-        seconds = steps * per_step * num_params * per_token_param * METHOD_FACTOR.get(cfg.method.name, 1.0)
+        seconds = steps * per_step * num_params * per_token_param * methods.of(cfg.method).cost_factor
     return SizeEstimate(steps=steps, tokens_per_step=per_step, seconds=seconds)
 
 

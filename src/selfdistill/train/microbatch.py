@@ -1,12 +1,10 @@
-"""Per-method composition of one micro-batch: which contexts are scored, the target, the loss.
+"""One micro-batch of a step, composed from the method's record (``selfdistill.methods``):
+render its contexts (:func:`plan`), run the no-grad passes its target reads (:func:`score`), then
+the student pass and the loss (:func:`compute_loss`).
 
-Methods differ only here, by data (roles, masks, weights) and by the target function:
-
-    opsd           distill toward  log_softmax(teacher / tau)            on every response token
-    purified-opsd  distill toward  purified(teacher, refonly, anchor)    (three no-grad passes)
-    sdpo           distill toward  reprompt teacher, student top-k + tail, rows with a context
-    grpo           clipped policy gradient with group advantages
-    srpo           sdpo distillation (entropy-weighted) on routed rows, grpo on the others
+Nothing here tests a method's name: the record says which contexts exist, which registry target
+(``objectives.TARGETS``) builds the distillation target from which passes, which tokens take the
+distillation loss and which the policy gradient.
 
 The loss of a micro-batch is already divided by the GLOBAL count of loss units (tokens, or
 sequences with ``aggregation=sequence``), so summing micro-batches and processes gives the
@@ -25,7 +23,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from selfdistill import objectives as obj
+from selfdistill import methods, objectives as obj
 
 from .config import TrainConfig
 from .passes import (  # noqa: F401  (ResponseScorer re-exported for the loop)
@@ -39,20 +37,23 @@ from .passes import (  # noqa: F401  (ResponseScorer re-exported for the loop)
     token_logprobs,
 )
 
-TEACHER_ROLE = {"opsd": "teacher", "purified-opsd": "teacher", "sdpo": "reprompt", "srpo": "reprompt"}
+# target role -> (rendered context, handle of ``Passes`` that scores it); None: the context is the
+# method's teacher context. "student" (the detached student logits) needs no pass.
+ROLE_SOURCES = {"teacher": (None, "teacher"), "live": (None, "live"), "refonly": ("refonly", "base"),
+                "anchor": ("base", "base")}
 
 
 def roles_for(cfg: TrainConfig) -> tuple[str, ...]:
     """Contexts rendered for each sample (the student's always first)."""
-    m = cfg.method
+    method = methods.of(cfg.method)
     roles = ["student"]
-    if m.name in TEACHER_ROLE:
-        roles.append(TEACHER_ROLE[m.name])
-    if m.name == "purified-opsd" or m.diagnostics:
+    if method.teacher_context:
+        roles.append(method.teacher_context)
+    if methods.diagnostics_on(method, cfg.method.diagnostics):
         roles.append("refonly")
-    if m.name == "purified-opsd" and m.anchor == "base":
+    if "base" in method.base_roles and cfg.method.anchor == "base":
         roles.append("base")
-    if m.antisd:
+    if method.context_scores:
         roles.append("reprompt")  # the context c of u_t = log pi(y|x,c) - log pi(y|x)
     return tuple(roles)
 
@@ -110,19 +111,20 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) 
     student = batches["student"]
     kept = [rows[k] for k in student.kept]
     resp = student.response_mask_B_T.bool()
-    name = cfg.method.name
+    method = methods.of(cfg.method)
     distill = pg = adv = None
-    if name in ("opsd", "purified-opsd"):
+    if method.distill == "response":
         distill = resp
-    elif name == "sdpo":
-        distill = batches["reprompt"].loss_mask_B_T.bool()
-    else:
+    elif method.distill == "with_context":
+        distill = batches[method.teacher_context].loss_mask_B_T.bool()
+    if method.uses_pg:
         adv = rollouts.advantages_B[kept]
         pg = resp
-        if name == "srpo":
-            correct = torch.tensor([rollouts.rewards[i] >= 1.0 for i in kept])
-            route = obj.srpo_route(correct, batches["reprompt"].has_context_B.bool())
-            distill = resp & route[:, None]
+    if method.distill == "routed":
+        correct = torch.tensor([rollouts.rewards[i] >= 1.0 for i in kept])
+        route = obj.srpo_route(correct, batches[method.teacher_context].has_context_B.bool())
+        distill = resp & route[:, None]
+        if method.policy_gradient == "unrouted":
             pg = resp & ~route[:, None]
     if cfg.objective.aggregation == "sequence":
         lengths = resp.sum(-1, keepdim=True).clamp(min=1)
@@ -134,37 +136,35 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) 
     return MicroBatch(batches, dev(resp), dev(distill), dev(pg), dev(units), dev(adv), kept)
 
 
+def target_kwargs(cfg: TrainConfig, name: str) -> dict:
+    """Keywords of the registry target ``name`` from the config."""
+    o, m = cfg.objective, cfg.method
+    if name == "trust_region":
+        return dict(r=m.trust_region_mix, temperature=o.temperature)
+    if name == "purified":
+        return dict(anchor=m.anchor, beta=o.purified_beta, clip=o.purified_clip, center=o.purified_center,
+                    temperature=o.temperature)
+    return dict(temperature=o.temperature)
+
+
 def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bool):
-    """(role -> hidden_B_T_H, role -> output weight, target_fn), all without grad. Roles the
-    target does not read (refonly for OPSD's diagnostics) are projected for the metrics only."""
-    m, o = cfg.method, cfg.objective
-    role = TEACHER_ROLE[m.name]
-    plan = {"teacher": (passes.teacher, mb.batches[role])}
-    if m.teacher == "trust_region":
-        plan["live"] = (passes.live, mb.batches[role])
-    if m.name == "purified-opsd" or diagnostics:
-        plan["refonly"] = (passes.base, mb.batches["refonly"])
-    if m.name == "purified-opsd" and m.anchor == "base":
-        plan["anchor"] = (passes.base, mb.batches["base"])
+    """(role -> hidden_B_T_H, role -> output weight, target_fn), all without grad. The target is
+    built by name from ``objectives.TARGETS``; its ``roles`` say which passes run (``ROLE_SOURCES``).
+    Roles the target does not read (refonly for OPSD's diagnostics) are projected for the metrics
+    only."""
+    method = methods.of(cfg.method)
+    name = methods.target_name(method, cfg.method.teacher)
+    fn = obj.make_target_fn(name, **target_kwargs(cfg, name))
+    roles = [r for r in fn.roles if r != "student"]
+    if diagnostics and "refonly" not in roles:
+        roles.append("refonly")
+    handles = {"teacher": passes.teacher, "live": passes.live, "base": passes.base}
+    plan = {}
+    for role in sorted(roles, key=list(ROLE_SOURCES).index):
+        context, handle = ROLE_SOURCES[role]
+        plan[role] = (handles[handle], mb.batches[context or method.teacher_context])
     hidden = run_passes(plan, share_prefixes=passes.share_prefixes)
     weights = {name: handle.output_weight() for name, (handle, _) in plan.items()}
-    if m.teacher == "trust_region":
-        r, tau = m.trust_region_mix, o.temperature
-
-        def fn(logits: Mapping[str, Tensor]) -> Tensor:
-            return obj.log_probs(obj.trust_region_logits(logits["teacher"], logits["live"], r), temperature=tau)
-
-        fn.roles = ("teacher", "live")
-    elif m.name == "purified-opsd":
-        anchor = "anchor" if m.anchor == "base" else "student"
-        kw = dict(beta=o.purified_beta, clip=o.purified_clip, center=o.purified_center, temperature=o.temperature)
-
-        def fn(logits: Mapping[str, Tensor]) -> Tensor:
-            return obj.purified_target_logprobs(logits["teacher"], logits["refonly"], logits[anchor], **kw)
-
-        fn.roles = ("teacher", "refonly", anchor)
-    else:
-        fn = obj.make_target_fn("raw", temperature=o.temperature)
     return hidden, weights, fn
 
 
@@ -205,13 +205,14 @@ def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
 
 def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
     """Teacher / reference-only / anchor passes (no grad); None for methods without a target."""
-    if cfg.method.antisd:
+    method = methods.of(cfg.method)
+    if method.context_scores:
         return _antisd_scores(passes, mb)
     if mb.distill_mask_B_T is None:
         return None
     hidden, weights, fn = _target(cfg, passes, mb, diagnostics=cfg.method.diagnostics)
     ent = None
-    if cfg.method.name == "srpo":  # token weights exp(-beta_H * H_teacher) are needed up front
+    if method.token_weights == "teacher_entropy":  # exp(-beta_H * H_teacher) is needed up front
         ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T, passes.chunk_size,
                            functools.partial(entropy, temperature=cfg.objective.temperature),
                            softcap_of(passes.model))
@@ -253,7 +254,7 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
             res.sums["teacher_entropy"] = float((ent * mask).sum())
             res.sums["teacher_entropy_n"] = float(mask.sum())
         token_w = mb.unit_weights_B_T.clone()
-        if cfg.method.name == "srpo":
+        if methods.of(cfg.method).token_weights == "teacher_entropy":
             # exp(-beta_H * H_teacher), as objectives.teacher_entropy_weights, from the entropy
             # already computed chunk-wise (no [B, T, V] teacher logits are kept)
             token_w = token_w * torch.exp(-cfg.method.entropy_beta * ent)
