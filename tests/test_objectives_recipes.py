@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 
 def test_opsd_recipes_distil_at_the_official_trainers_temperature():
     # the official OPSD trainer divides the logits by its sampling temperature
-    for name, tau in (("opsd", 1.1), ("opsd-v1", 1.2)):
+    for name, tau in (("opsd", 1.1), ("opsd-v1", 1.2), ("opsd-v3-thinking", 1.1), ("kim-opsd", 1.1)):
         cfg = load_config(name)
         assert cfg.objective.temperature == tau == cfg.sampling.temperature, name
     # parity: Purified OPSD is compared with OPSD at one tau
