@@ -12,7 +12,7 @@ from selfdistill.models import (
     apply_lora,
     load_model,
     merged_adapter,
-    output_weight,
+    output_layer,
     response_hidden,
     response_logits,
     trainable_parameter_count,
@@ -64,7 +64,7 @@ def test_response_hidden_shape_and_gradient(tiny):
     hidden_B_T_H = response_hidden(model, ids, mask, pos, start, T)
     assert hidden_B_T_H.shape == (3, T, 64)
     hidden_B_T_H.sum().backward()
-    assert output_weight(model).grad is not None
+    assert output_layer(model).weight_V_H.grad is not None
     model.zero_grad()
     with pytest.raises(ValueError, match="response_start"):
         response_hidden(model, ids, mask, pos, start, T + 1)
@@ -80,7 +80,7 @@ def test_untied_head_with_bias_and_softcap():
                     num_attention_heads=2, tie_word_embeddings=False, initializer_range=0.3)
     )
     llama.lm_head.bias = torch.nn.Parameter(torch.randn(49152))
-    assert output_weight(llama) is llama.lm_head.weight
+    assert output_layer(llama).weight_V_H is llama.lm_head.weight
     assert_matches_own_logits(llama)
     gemma = Gemma2ForCausalLM(
         Gemma2Config(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,

@@ -55,7 +55,7 @@ def test_fixed_teacher_keeps_initial_outputs(use_lora):
     assert not torch.allclose(student_logits(model), initial, atol=1e-2)
     torch.testing.assert_close(teacher.logits(*BATCH), initial, rtol=0, atol=0)
     hidden = teacher.hidden(*BATCH)
-    torch.testing.assert_close(hidden @ teacher.output_weight().T, initial, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hidden @ teacher.output_layer().weight_V_H.T, initial, rtol=1e-5, atol=1e-5)
     # the frozen copy (full fine-tune) survives a checkpoint round trip
     resumed = make_teacher(model, "fixed")
     resumed.load_state_dict(teacher.state_dict())
@@ -109,7 +109,7 @@ def test_ema_update_is_exact(use_lora):
             p.copy_(expected[name].float())
     torch.testing.assert_close(ema_logits, student_logits(model), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(
-        teacher.hidden(*BATCH) @ teacher.output_weight().T, ema_logits, rtol=1e-5, atol=1e-5
+        teacher.hidden(*BATCH) @ teacher.output_layer().weight_V_H.T, ema_logits, rtol=1e-5, atol=1e-5
     )
 
 

@@ -67,7 +67,7 @@ def test_every_teacher_lives_on_the_students_device(tmp_path, overrides):
     wrong = {name: str(t.device) for name, t in owned.items() if t.device != torch.device("meta")}
     assert not wrong, f"teacher tensors off the student's device: {sorted(wrong)[:5]}"
     for h in handles:  # the weights a pass would use
-        assert h.output_weight().device == torch.device("meta")
+        assert h.output_layer().weight_V_H.device == torch.device("meta")
     trainer.close()
 
 

@@ -310,8 +310,8 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk,
 
     p = trainer.passes
     with torch.no_grad():
-        t = logits64(p.teacher.hidden, p.teacher.output_weight(), "teacher")
-        r = logits64(p.base.hidden, p.base.output_weight(), "refonly")
+        t = logits64(p.teacher.hidden, p.teacher.output_layer().weight_V_H, "teacher")
+        r = logits64(p.base.hidden, p.base.output_layer().weight_V_H, "refonly")
         s = logits64(lambda *a: response_hidden(p.model, *a), p.model.get_output_embeddings().weight, "student")
     logp = t.log_softmax(-1)
     n = float(mask.sum())

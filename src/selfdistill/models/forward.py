@@ -5,16 +5,20 @@ hidden state at column ``c`` predicts the token at ``c + 1``, so the T response 
 predicted by columns ``[response_start - 1, response_start - 1 + T)``. We run the decoder body
 (final norm included) and apply the output layer to those T columns only: the prompt part of a
 long teacher context never becomes vocabulary-sized logits, and chunked objectives can use
-``hidden_B_T_H`` with ``output_weight(model)`` directly.
+``hidden_B_T_H`` with ``output_layer(model)`` directly: the one output layer (weight, bias,
+soft-cap) that training, scoring, evaluation and analysis all project with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from selfdistill.objectives.chunked import project
 
 from selfdistill.models.lora import adapter_compute
 
@@ -74,14 +78,46 @@ def pad_columns(
     )
 
 
-def output_weight(model: nn.Module) -> torch.Tensor:
-    """The output projection ``W_V_H`` (lm_head, tied or not), through peft wrappers."""
-    return model.get_output_embeddings().weight
+class OutputLayer(NamedTuple):
+    """A model's output projection: ``logits = softcap(hidden @ weight_V_H.T + bias_V)``.
+
+    ``softcap``: the Gemma-style ``cap * tanh(logits / cap)`` when the config sets
+    ``final_logit_softcapping``, else None. Unpacks as ``(weight, bias, softcap)``.
+    """
+
+    weight_V_H: torch.Tensor
+    bias_V: torch.Tensor | None = None
+    softcap: float | None = None
+
+    def logits(self, hidden_N_H: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., V]`` of hidden states ``[..., H]``."""
+        return project(hidden_N_H, self.weight_V_H, self.bias_V, self.softcap)
+
+    def detached(self) -> "OutputLayer":
+        """The same layer without autograd history (for no-grad teacher projections)."""
+        bias = None if self.bias_V is None else self.bias_V.detach()
+        return OutputLayer(self.weight_V_H.detach(), bias, self.softcap)
 
 
-def output_bias(model: nn.Module) -> torch.Tensor | None:
-    """The output projection's bias ``b_V``, or None (the usual case)."""
-    return getattr(model.get_output_embeddings(), "bias", None)
+def output_layer(model: nn.Module) -> OutputLayer:
+    """The output layer of a causal LM (lm_head, tied or not, through peft wrappers): its weight,
+    its bias (None for most models) and the config's final-logit soft-cap.
+
+    Raises NotImplementedError for architectures whose logits are scaled in a way this layer does
+    not reproduce (``logit_scale``, ``logits_scaling``, ...): training on such a model would use
+    distributions that are not the model's own.
+    """
+    config = getattr(model, "config", None)
+    for field in _UNSUPPORTED_LOGIT_TRANSFORMS:
+        if getattr(config, field, None) not in (None, 1, 1.0):
+            raise NotImplementedError(
+                f"{type(model).__name__} scales its logits ({field}={getattr(config, field)}); "
+                "selfdistill's output layer does not reproduce that yet: add it to "
+                "models/forward.py output_layer"
+            )
+    head = model.get_output_embeddings()
+    return OutputLayer(head.weight, getattr(head, "bias", None),
+                       getattr(config, "final_logit_softcapping", None) or None)
 
 
 def response_hidden(
@@ -118,18 +154,7 @@ def response_hidden(
 
 def logits_from_hidden(model: nn.Module, hidden_B_T_H: torch.Tensor) -> torch.Tensor:
     """``hidden @ W.T (+ b)``, then the config's final-logit soft-cap if it has one."""
-    config = model.config
-    for field in _UNSUPPORTED_LOGIT_TRANSFORMS:
-        if getattr(config, field, None) not in (None, 1, 1.0):
-            raise NotImplementedError(
-                f"{type(model).__name__} scales its logits ({field}={getattr(config, field)}); "
-                "response_logits does not reproduce that yet: add it to models/forward.py"
-            )
-    logits = nn.functional.linear(hidden_B_T_H, output_weight(model), output_bias(model))
-    cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    return output_layer(model).logits(hidden_B_T_H)
 
 
 def response_logits(

@@ -17,7 +17,7 @@ Modes (``make_teacher(model, mode, ...)``):
   trust_region(r)  ``lerp(ref_logits, student_logits, r) = ref + r * (student - ref)`` with ref
                 the fixed teacher. It needs the student's logits on the teacher context, so
                 ``logits(..., student_logits_B_T_V=...)`` takes them (detached inside); chunked
-                callers use ``hidden()`` / ``output_weight()`` (the reference's) and ``mix()``.
+                callers use ``hidden()`` / ``output_layer()`` (the reference's) and ``mix()``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from selfdistill.models.forward import eval_mode, output_weight, response_hidden, response_logits
+from selfdistill.models.forward import OutputLayer, eval_mode, output_layer, response_hidden, response_logits
 from selfdistill.models.lora import adapter_disabled, is_lora
 
 TEACHER_MODES = ("fixed", "ema", "live", "trust_region")
@@ -76,10 +76,11 @@ class Teacher:
         with self._weights() as module:
             return shareable(module)
 
-    def output_weight(self) -> torch.Tensor:
-        """The teacher's output projection ``W_V_H`` (detached), to pair with ``hidden``."""
+    def output_layer(self) -> OutputLayer:
+        """The teacher's output layer (weight, bias, soft-cap; detached), to pair with ``hidden``:
+        the weights the teacher's passes run with (the EMA's for an EMA teacher)."""
         with self._weights() as module:
-            return output_weight(module).detach()
+            return output_layer(module).detached()
 
     def logits(
         self,
@@ -166,14 +167,6 @@ class EmaTeacher(Teacher):
         }
         if not self.ema:
             raise ValueError("ema teacher: the model has no trainable parameters to average")
-
-    def output_weight(self) -> torch.Tensor:
-        """The EMA of the output weight when it trains (full fine-tune), else the model's."""
-        weight = output_weight(self.model)
-        for name, p in self.model.named_parameters():
-            if p is weight and name in self.ema:
-                return self.ema[name].to(weight.dtype)
-        return weight.detach()
 
     @contextmanager
     def _weights(self) -> Iterator[nn.Module]:

@@ -33,7 +33,6 @@ from .passes import (  # noqa: F401  (ResponseScorer re-exported for the loop)
     fwd_args,
     per_position,
     run_passes,
-    softcap_of,
     token_logprobs,
 )
 
@@ -148,7 +147,7 @@ def target_kwargs(cfg: TrainConfig, name: str) -> dict:
 
 
 def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bool):
-    """(role -> hidden_B_T_H, role -> output weight, target_fn), all without grad. The target is
+    """(role -> hidden_B_T_H, role -> output layer, target_fn), all without grad. The target is
     built by name from ``objectives.TARGETS``; its ``roles`` say which passes run (``ROLE_SOURCES``).
     Roles the target does not read (refonly for OPSD's diagnostics) are projected for the metrics
     only."""
@@ -164,8 +163,8 @@ def _target(cfg: TrainConfig, passes: Passes, mb: MicroBatch, *, diagnostics: bo
         context, handle = ROLE_SOURCES[role]
         plan[role] = (handles[handle], mb.batches[context or method.teacher_context])
     hidden = run_passes(plan, share_prefixes=passes.share_prefixes)
-    weights = {name: handle.output_weight() for name, (handle, _) in plan.items()}
-    return hidden, weights, fn
+    layers = {name: handle.output_layer() for name, (handle, _) in plan.items()}
+    return hidden, layers, fn
 
 
 def _divergence_kwargs(cfg: TrainConfig) -> dict:
@@ -178,13 +177,13 @@ def _divergence_kwargs(cfg: TrainConfig) -> dict:
 
 @dataclass
 class Targets:
-    """No-grad passes of one micro-batch: role -> hidden [B, T, H], role -> output weight, the
+    """No-grad passes of one micro-batch: role -> hidden [B, T, H], role -> output layer, the
     target function over their logits, and the teacher's entropy per token [B, T] (nats) when a
     weight needs it before the loss (SRPO, anti-sd); otherwise None and the loss measures it
     on the teacher logits it projects anyway."""
 
     hidden: dict
-    weights: dict
+    layers: dict
     fn: Callable | None
     entropy_B_T: Tensor | None
     context_logp_B_T: Tensor | None = None  # anti-sd: log pi(y_t | x, c, y_<t), 0 without context
@@ -195,12 +194,11 @@ def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
     """Anti-self-distillation (GRPO): the current policy on the sibling context, no grad."""
     batch = mb.batches["reprompt"]
     hidden_B_T_H = passes.live.hidden(*fwd_args(batch))
-    weight = passes.live.output_weight()
-    softcap = softcap_of(passes.model)
+    layer = passes.live.output_layer()
     mask = batch.loss_mask_B_T.bool()
     with torch.no_grad():
-        logp = token_logprobs(hidden_B_T_H, weight, batch.response_ids_B_T, passes.chunk_size, softcap)
-    ent = per_position(hidden_B_T_H, weight, mask, passes.chunk_size, entropy, softcap)
+        logp = token_logprobs(hidden_B_T_H, layer, batch.response_ids_B_T, passes.chunk_size)
+    ent = per_position(hidden_B_T_H, layer, mask, passes.chunk_size, entropy)
     return Targets({}, {}, None, ent, torch.where(mask, logp, torch.zeros_like(logp)), mask)
 
 def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
@@ -210,13 +208,12 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
         return _antisd_scores(passes, mb)
     if mb.distill_mask_B_T is None:
         return None
-    hidden, weights, fn = _target(cfg, passes, mb, diagnostics=cfg.method.diagnostics)
+    hidden, layers, fn = _target(cfg, passes, mb, diagnostics=cfg.method.diagnostics)
     ent = None
     if method.token_weights == "teacher_entropy":  # exp(-beta_H * H_teacher) is needed up front
-        ent = per_position(hidden["teacher"], weights["teacher"], mb.distill_mask_B_T, passes.chunk_size,
-                           functools.partial(entropy, temperature=cfg.objective.temperature),
-                           softcap_of(passes.model))
-    return Targets(hidden, weights, fn, ent)
+        ent = per_position(hidden["teacher"], layers["teacher"], mb.distill_mask_B_T, passes.chunk_size,
+                           functools.partial(entropy, temperature=cfg.objective.temperature))
+    return Targets(hidden, layers, fn, ent)
 
 
 def graph_anchor(hidden_B_T_H: Tensor) -> Tensor:
@@ -232,14 +229,12 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
 
     ``antisd_lambda``: the anti-sd weight for this step (0 while its entropy gate is closed).
     """
-    from selfdistill.models import output_weight
+    from selfdistill.models import output_layer
 
-    model = passes.model
-    softcap = softcap_of(model)
     chunk = passes.chunk_size
     student = mb.batches["student"]
     student_h = passes.scorer(*fwd_args(student))
-    w_student = output_weight(model)
+    layer = output_layer(passes.model)  # with grads: a trained lm_head (and bias) learns
     loss = graph_anchor(student_h)
     res = MicroResult(loss)
     o = cfg.objective
@@ -263,9 +258,11 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
         loss_fn, extra = ((obj.chunked_distill_loss, {"chunk_size": chunk}) if chunk
                           else (obj.direct_distill_loss, {}))
         out = loss_fn(
-            student_h, w_student, target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask,
-            divergence_kwargs=kw, weights_B_T=token_w, logit_softcap=softcap, num_tokens_global=num_units,
-            target_weights=targets.weights, observe=stats, **extra,
+            student_h, layer.weight_V_H, bias_V=layer.bias_V, logit_softcap=layer.softcap,
+            target_hidden=targets.hidden, target_fn=targets.fn, mask_B_T=mask, divergence_kwargs=kw,
+            weights_B_T=token_w, num_tokens_global=num_units, observe=stats,
+            target_weights={k: v.weight_V_H for k, v in targets.layers.items()},
+            target_biases={k: v.bias_V for k, v in targets.layers.items()}, **extra,
         )
         d_loss, div = out.loss, out.per_position_B_T
         loss = loss + d_loss.float()
@@ -275,7 +272,7 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
             res.kl_ratio_N = torch.cat(stats.kl_ratio) if stats.kl_ratio else torch.zeros(0)
     if mb.pg_mask_B_T is not None:
         ids = student.response_ids_B_T
-        logp = token_logprobs(student_h, w_student, ids, chunk, softcap)
+        logp = token_logprobs(student_h, layer, ids, chunk)
         adv = mb.advantages_B
         if targets is not None and targets.context_logp_B_T is not None:
             u_B_T = torch.where(targets.context_mask_B_T, targets.context_logp_B_T - logp.detach(),

@@ -12,7 +12,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from selfdistill import objectives as obj
 
 
 class ResponseScorer(nn.Module):
@@ -48,10 +47,6 @@ class Passes:
 def fwd_args(batch) -> tuple:
     T = batch.response_ids_B_T.shape[1]
     return batch.ids_B_L, batch.attention_mask_B_L, batch.position_ids_B_L, batch.response_start, T
-
-
-def softcap_of(model: nn.Module) -> float | None:
-    return getattr(model.config, "final_logit_softcapping", None) or None
 
 
 def stacked_hidden(handle, batches: list) -> list[Tensor]:
@@ -152,13 +147,14 @@ def run_passes(plan: dict[str, tuple], max_waste: float | None = None, share_pre
 
 
 @torch.no_grad()
-def per_position(hidden_B_T_H: Tensor, weight_V_H: Tensor, mask_B_T: Tensor, chunk: int,
-                  fn: Callable[[Tensor], Tensor], softcap) -> Tensor:
-    """Apply ``fn(logits_N_V) -> [N]`` over the valid positions, ``chunk`` at a time; [B, T]."""
+def per_position(hidden_B_T_H: Tensor, layer, mask_B_T: Tensor, chunk: int,
+                 fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """Apply ``fn(logits_N_V) -> [N]`` over the valid positions, ``chunk`` at a time, projecting with
+    ``layer`` (``models.OutputLayer``); [B, T]."""
     idx = mask_B_T.reshape(-1).nonzero().squeeze(1)
     flat = hidden_B_T_H.reshape(-1, hidden_B_T_H.shape[-1])[idx]
     step = chunk or max(1, flat.shape[0])
-    vals = [fn(obj.project(flat[i : i + step], weight_V_H, None, softcap)) for i in range(0, flat.shape[0], step)]
+    vals = [fn(layer.logits(flat[i : i + step])) for i in range(0, flat.shape[0], step)]
     out = torch.zeros(mask_B_T.numel(), dtype=torch.float32, device=hidden_B_T_H.device)
     if vals:
         out[idx] = torch.cat(vals).float()
@@ -172,14 +168,15 @@ def entropy(logits_N_V: Tensor, temperature: float = 1.0) -> Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def token_logprobs(hidden_B_T_H: Tensor, weight_V_H: Tensor, ids_B_T: Tensor, chunk: int, softcap) -> Tensor:
-    """``log pi(y_t | ...)`` of the sampled ids [B, T] with gradients; each chunk of positions is
-    recomputed in backward so no [B, T, V] tensor is kept."""
+def token_logprobs(hidden_B_T_H: Tensor, layer, ids_B_T: Tensor, chunk: int) -> Tensor:
+    """``log pi(y_t | ...)`` of the sampled ids [B, T] with gradients (to the hidden states and the
+    output ``layer``, a ``models.OutputLayer``); each chunk of positions is recomputed in backward
+    so no [B, T, V] tensor is kept."""
     T = hidden_B_T_H.shape[1]
     step = chunk or T
 
     def piece(h, ids):
-        logits = obj.project(h, weight_V_H, None, softcap).float()
+        logits = layer.logits(h).float()
         return logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
     parts = []

@@ -94,7 +94,10 @@ def load_policy(cfg: TrainConfig, hardware=None):
     model, tokenizer = load_model(m.name, dtype=hardware.dtype, trust_remote_code=m.trust_remote_code,
                                   gradient_checkpointing=m.gradient_checkpointing,
                                   length_multiple=m.length_multiple, device=hardware.device)
-    validate_vocab(cfg, model.get_output_embeddings().weight.shape[0])  # the real output rows
+    from selfdistill.models import output_layer
+
+    # the real output rows; and a model whose logits this layer cannot reproduce fails now
+    validate_vocab(cfg, output_layer(model).weight_V_H.shape[0])
     if cfg.lora.enabled:
         lo = cfg.lora
         model = apply_lora(model, LoraSettings(r=lo.r, alpha=lo.alpha, dropout=lo.dropout,
