@@ -39,10 +39,11 @@ from . import checkpoint, microbatch, resume_guard, rollouts, size_estimate
 from .batches import DataPosition, PromptStream, shard
 from .config import TrainConfig, to_yaml
 from .loss_scale import LossScaler
-from .metrics import MetricsLogger, quantiles
+from .metrics import MetricsLogger
 from .optim import build_optimizer
 from .resume_guard import OutputDirError  # noqa: F401  (raised by resume_guard.inspect; re-exported)
 from .setup import context_config, load_data, load_policy, preflight, teachers
+from .step_metrics import StepOutcome, StepTimer, step_row
 
 log = logging.getLogger(__name__)
 
@@ -175,49 +176,63 @@ class Trainer:
         return self.out
 
     def train_step(self, step: int) -> dict:
-        """One optimizer step; returns the metrics row."""
-        cfg, acc = self.cfg, self.acc
-        t_step = time.perf_counter()
-        global_idx = self.stream.next_global(cfg.schedule.prompts_per_step)
-        local = shard(global_idx, self.rank, self.world)
-        prompts = [self.data.examples[i] for i in local]
+        """One optimizer step: rollout -> reward -> plan -> score -> loss -> update; the metrics row."""
+        cfg, timer = self.cfg, StepTimer()
+        with timer("step"):
+            local = shard(self.stream.next_global(cfg.schedule.prompts_per_step), self.rank, self.world)
+            prompts = [self.data.examples[i] for i in local]
+            with timer("rollout"):  # sample from the student context
+                ro = rollouts.sample(cfg, self.backend, self.renderer, prompts, self.rank * len(local),
+                                     step=step, rank=self.rank)
+            with timer("score"):  # rewards, every role rendered, loss units counted, no-grad passes
+                rollouts.reward(cfg, self.rewarder, ro)
+                rendered, plans = self._plan(step, ro)
+                units = self._sum(sum(p.loss_units for p in plans))
+                targets = [microbatch.score(cfg, self.passes, p) for p in plans]
+                self._antisd_lambda = self._antisd_gate(targets) if self.method.context_scores else 0.0
+            with timer("loss"):  # student passes with gradients, accumulated
+                results = self._backward(plans, targets, units)
+            controls = self._controls(step, ro)  # before the update: the policy that sampled
+            outcome = self._update(step, results)
+        row = step_row(self.method, step, ro, rendered, results, outcome, timer, reduce_sum=self._reduce,
+                       gather=self._gather_values, world=self.world, antisd_lambda=self._antisd_lambda)
+        row.update(controls)
+        if self.scaler is not None:
+            row["loss_scale"] = self.scaler.scale
+        return row
 
-        t = time.perf_counter()  # rollout: sample from the student context
-        ro = rollouts.sample(cfg, self.backend, self.renderer, prompts, self.rank * len(local),
-                             step=step, rank=self.rank)
-        t_rollout = time.perf_counter() - t
-
-        t = time.perf_counter()  # score: rewards, then render every role and count loss units
-        rollouts.reward(cfg, self.rewarder, ro)
-        mb_size = cfg.schedule.micro_batch_size
-        rendered = [microbatch.plan(cfg, self.renderer, ro, list(range(i, min(i + mb_size, len(ro)))),
-                                  device=acc.device) for i in range(0, len(ro), mb_size)]
+    def _plan(self, step: int, ro) -> tuple[list, list]:
+        """(every micro-batch as rendered, those with rows left): contexts rendered for each role,
+        tokens routed to the method's losses."""
+        size = self.cfg.schedule.micro_batch_size
+        rendered = [microbatch.plan(self.cfg, self.renderer, ro, list(range(i, min(i + size, len(ro)))),
+                                    device=self.acc.device) for i in range(0, len(ro), size)]
         plans = [p for p in rendered if p.rows]  # a micro-batch whose rows were all dropped
         if not plans and self.world > 1:
             raise RuntimeError(
                 f"step {step}: every rollout of process {self.rank} was dropped as over-length, so it "
                 "has nothing to back-propagate and DDP would stall; raise contexts.max_length or lower "
                 "sampling.max_new_tokens")
-        units = self._sum(sum(p.loss_units for p in plans))
-        targets = [microbatch.score(cfg, self.passes, p) for p in plans]  # no-grad teacher passes
-        antisd_lambda = self._antisd_lambda = self._antisd_gate(targets) if self.method.context_scores else 0.0
-        t_score = time.perf_counter() - t
+        return rendered, plans
 
-        t = time.perf_counter()  # loss: student pass with gradients, accumulate
-        diagnostics = methods.diagnostics_on(self.method, cfg.method.diagnostics)
+    def _backward(self, plans: list, targets: list, units: float) -> list:
+        """Loss and backward of every micro-batch; DDP syncs gradients on the last one only."""
+        diagnostics = methods.diagnostics_on(self.method, self.cfg.method.diagnostics)
         results = []
         for k, (plan, target) in enumerate(zip(plans, targets)):
-            sync = nullcontext() if k == len(plans) - 1 else acc.no_sync(self.scorer)
+            sync = nullcontext() if k == len(plans) - 1 else self.acc.no_sync(self.scorer)
             with sync:
-                res = microbatch.compute_loss(cfg, self.passes, plan, target, units, diagnostics=diagnostics,
-                                            antisd_lambda=antisd_lambda)
+                res = microbatch.compute_loss(self.cfg, self.passes, plan, target, units,
+                                              diagnostics=diagnostics, antisd_lambda=self._antisd_lambda)
                 # DDP averages gradients over processes; the loss is already a global mean
-                acc.backward(res.loss * (self.world * (self.scaler.scale if self.scaler else 1.0)))
+                self.acc.backward(res.loss * (self.world * (self.scaler.scale if self.scaler else 1.0)))
             res.loss = res.loss.detach()
             results.append(res)
-        t_loss = time.perf_counter() - t
-        controls = self._controls(step, ro)  # before the update: the policy that sampled
+        return results
 
+    def _update(self, step: int, results: list) -> StepOutcome:
+        """Clip, then take the optimizer step (and update the teacher and the rollout engine) or
+        skip it when the loss or gradient is not finite; the lr schedule advances either way."""
         loss = self._sum(sum(float(r.loss) for r in results))
         grad_norm = self._clip()
         lr = self.scheduler.get_last_lr()[0]
@@ -243,13 +258,7 @@ class Trainer:
         with warnings.catch_warnings():  # a skipped first step advances the lr without an update
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.scheduler.step()
-        row = self._metrics(step, ro, rendered, results, loss=loss, grad_norm=grad_norm, lr=lr,
-                            skipped=not finite, times=(t_rollout, t_score, t_loss,
-                                                       time.perf_counter() - t_step))
-        row.update(controls)
-        if self.scaler is not None:
-            row["loss_scale"] = self.scaler.scale
-        return row
+        return StepOutcome(loss, grad_norm, lr, skipped=not finite)
 
     def _controls(self, step: int, ro) -> dict:
         """Issue 9 controls (wrong reference, blank baseline) every ``method.controls_every``
@@ -268,6 +277,11 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------ pieces
+
+    def _reduce(self, values: torch.Tensor) -> torch.Tensor:
+        """A float64 vector summed over processes (collectives need the device: NCCL)."""
+        values = values.to(self.acc.device)
+        return self.acc.reduce(values, "sum") if self.world > 1 else values
 
     def _sum(self, value: float) -> float:
         """Sum of a float over processes."""
@@ -307,65 +321,6 @@ class Trainer:
         padded[: values.numel()] = values
         allv = self.acc.gather(padded)
         return allv[~torch.isnan(allv)]
-
-    def _metrics(self, step, ro, plans, results, *, loss, grad_norm, lr, skipped, times) -> dict:
-        from selfdistill.analysis import count_epistemic_markers
-
-        sums: dict[str, float] = {}
-        for r in results:
-            for k, v in r.sums.items():
-                sums[k] = sums.get(k, 0.0) + v
-        lengths = [len(ids) for ids in ro.response_ids]
-        markers = sum(count_epistemic_markers(t, mode="word")["total"] for t in ro.texts)
-        rewards = ro.rewards or []
-        local = {
-            "n": len(ro), "tokens": float(sum(lengths)), "truncated": float(sum(ro.truncated)),
-            "markers": float(markers), "reward": float(sum(rewards)), "reward_n": float(len(rewards)),
-            "correct": float(sum(r >= 1.0 for r in rewards)),
-            "dropped": float(sum(len(p.batches["student"].dropped) for p in plans)),
-            "context": float(sum(int(p.batches[self.method.teacher_context].has_context_B.sum())
-                                 for p in plans)) if "sdpo" in self.method.metrics else 0.0,
-            "zero_signal": float(ro.zero_signal_fraction or 0.0),
-            **sums,
-        }
-        keys = sorted(local)
-        vec = torch.tensor([local[k] for k in keys], dtype=torch.float64, device=self.acc.device)
-        if self.world > 1:
-            vec = self.acc.reduce(vec, "sum")
-        vec = vec.cpu()
-        g = dict(zip(keys, vec.tolist()))
-        div = [r.divergence_B_T[r.divergence_mask_B_T.bool()] for r in results if r.divergence_B_T is not None]
-        kl = quantiles(self._gather_values(torch.cat(div) if div else torch.zeros(0)))
-        ratio = lambda a, b: (g.get(a, 0.0) / g[b]) if g.get(b) else None  # noqa: E731
-        t_rollout, t_score, t_loss, t_step = times
-        row = {
-            "step": step, "loss": loss, "kl/p10": kl[0], "kl/p50": kl[1], "kl/p90": kl[2],
-            "clip_frac": ratio("clipped", "clipped_n"),
-            "reward/mean": ratio("reward", "reward_n"), "accuracy": ratio("correct", "reward_n"),
-            "response/length_mean": g["tokens"] / max(g["n"], 1),
-            "response/truncated_frac": g["truncated"] / max(g["n"], 1),
-            "markers/per_1k": 1000.0 * g["markers"] / max(g["tokens"], 1),
-            "teacher/entropy": ratio("teacher_entropy", "teacher_entropy_n"),
-            "tokens_per_s": g["tokens"] / max(t_step, 1e-9),
-            "time/rollout_s": t_rollout, "time/score_s": t_score, "time/loss_s": t_loss,
-            "time/step_s": t_step, "lr": lr, "grad_norm": grad_norm,
-            "data/dropped_rows": int(g["dropped"]), "skipped": int(skipped),
-        }
-        if "pmi_n" in g:
-            for key in ("cos_total_ref", "cos_total_it", "norm_ratio_ref_total", "kl_ratio_ref", "tanh_clip_frac"):
-                row[f"pmi/{key}"] = ratio(key, "pmi_n")
-            row["pmi/norm_ratio_frac_above_1"] = ratio("norm_ratio_above_1", "pmi_n")
-            per_pos = [r.kl_ratio_N for r in results if r.kl_ratio_N is not None]
-            row["pmi/kl_ratio_ref_median"] = quantiles(
-                self._gather_values(torch.cat(per_pos) if per_pos else torch.zeros(0)))[1]
-        if "grpo" in self.method.metrics:
-            row["grpo/zero_signal_frac"] = g["zero_signal"] / self.world
-        if "antisd" in self.method.metrics:
-            row["antisd/lambda"] = self._antisd_lambda
-            row["antisd/u_mean"] = ratio("antisd_u", "teacher_entropy_n")
-        if "sdpo" in self.method.metrics:
-            row["sdpo/context_frac"] = g["context"] / max(g["n"], 1)
-        return row
 
     def _nonfinite_message(self) -> str:
         last = checkpoint.latest(self.ckpt_root)
