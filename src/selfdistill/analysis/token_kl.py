@@ -30,7 +30,7 @@ import torch
 
 from selfdistill.analysis.markers import MARKERS, WORD_RE, word_stem
 from selfdistill.contexts import Renderer
-from selfdistill.models import eval_mode, response_logits
+from selfdistill.models import ForwardInputs, eval_mode, response_logits
 from selfdistill.objectives.diagnostics import distribution_summary, pmi_diagnostics
 from selfdistill.types import Example
 
@@ -75,9 +75,7 @@ def scoring_logits(model, batch) -> torch.Tensor:
     """``logits_T_V`` (float64, on the model's device) of the one row of ``batch`` (a
     ScoringBatch built on the CPU by the renderer): its tensors are moved to the model first."""
     device = next(model.parameters()).device
-    T = batch.response_ids_B_T.shape[1]
-    return response_logits(model, batch.ids_B_L.to(device), batch.attention_mask_B_L.to(device),
-                           batch.position_ids_B_L.to(device), batch.response_start, T)[0].double()
+    return response_logits(model, ForwardInputs.of(batch).to(device))[0].double()
 
 
 @torch.no_grad()

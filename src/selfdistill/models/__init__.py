@@ -2,6 +2,7 @@
 
 from selfdistill.models.aliases import ALIASES, alias_path, smollm2_model_path, tiny_random_path
 from selfdistill.models.forward import (
+    ForwardInputs,
     eval_mode,
     logits_from_hidden,
     OutputLayer,
@@ -21,6 +22,7 @@ from selfdistill.models.lora import (
 from selfdistill.models.teachers import TEACHER_MODES, Teacher, make_teacher
 
 __all__ = [
+    "ForwardInputs",
     "ALIASES",
     "LoraSettings",
     "ModelLoadError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -120,27 +121,56 @@ def output_layer(model: nn.Module) -> OutputLayer:
                        getattr(config, "final_logit_softcapping", None) or None)
 
 
-def response_hidden(
-    model: nn.Module,
-    ids_B_L: torch.Tensor,
-    attention_mask_B_L: torch.Tensor,
-    position_ids_B_L: torch.Tensor,
-    response_start: int,
-    T: int,
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class ForwardInputs:
+    """The inputs of one scoring pass: B rows of L columns, left-padded so that every row's
+    response starts at column ``response_start`` and fills the ``T`` columns after it (responses
+    shorter than T are right-padded, masked out).
+
+    Attributes:
+        ids_B_L: token ids (prompt + response) [B, L].
+        attention_mask_B_L: 1 for real tokens, 0 for padding [B, L].
+        position_ids_B_L: positions counted from each row's first real token [B, L].
+        response_start: column of the first response token (the same for every row).
+        T: response columns.
+    """
+
+    ids_B_L: torch.Tensor
+    attention_mask_B_L: torch.Tensor
+    position_ids_B_L: torch.Tensor
+    response_start: int
+    T: int
+
+    @classmethod
+    def of(cls, batch) -> "ForwardInputs":
+        """The inputs of a ``contexts.ScoringBatch`` (T = its response columns)."""
+        return cls(batch.ids_B_L, batch.attention_mask_B_L, batch.position_ids_B_L, batch.response_start,
+                   batch.response_ids_B_T.shape[1])
+
+    def to(self, device) -> "ForwardInputs":
+        return ForwardInputs(self.ids_B_L.to(device), self.attention_mask_B_L.to(device),
+                             self.position_ids_B_L.to(device), self.response_start, self.T)
+
+    @property
+    def rows(self) -> int:
+        return self.ids_B_L.shape[0]
+
+
+def response_hidden(model: nn.Module, inputs: ForwardInputs) -> torch.Tensor:
     """Final-norm hidden states ``hidden_B_T_H`` at the columns that predict the T response tokens.
 
     Gradients flow when called outside ``torch.no_grad()``. Raises ValueError when the response
     tokens ``[response_start, response_start + T)`` do not fit in L.
     """
-    L = ids_B_L.shape[1]
-    if response_start < 1 or T < 0 or response_start + T > L:
+    start, T = inputs.response_start, inputs.T
+    L = inputs.ids_B_L.shape[1]
+    if start < 1 or T < 0 or start + T > L:
         raise ValueError(
-            f"response_start={response_start}, T={T} do not fit a batch of length L={L}: "
+            f"response_start={start}, T={T} do not fit a batch of length L={L}: "
             "need 1 <= response_start and response_start + T <= L"
         )
     ids_B_L, attention_mask_B_L, position_ids_B_L = pad_columns(
-        model, ids_B_L, attention_mask_B_L, position_ids_B_L
+        model, inputs.ids_B_L, inputs.attention_mask_B_L, inputs.position_ids_B_L
     )
     with adapter_compute(model):
         out = decoder(model)(
@@ -149,7 +179,7 @@ def response_hidden(
             position_ids=position_ids_B_L,
             use_cache=False,
         )
-    return out.last_hidden_state[:, response_start - 1 : response_start - 1 + T]
+    return out.last_hidden_state[:, start - 1 : start - 1 + T]
 
 
 def logits_from_hidden(model: nn.Module, hidden_B_T_H: torch.Tensor) -> torch.Tensor:
@@ -157,19 +187,9 @@ def logits_from_hidden(model: nn.Module, hidden_B_T_H: torch.Tensor) -> torch.Te
     return output_layer(model).logits(hidden_B_T_H)
 
 
-def response_logits(
-    model: nn.Module,
-    ids_B_L: torch.Tensor,
-    attention_mask_B_L: torch.Tensor,
-    position_ids_B_L: torch.Tensor,
-    response_start: int,
-    T: int,
-) -> torch.Tensor:
+def response_logits(model: nn.Module, inputs: ForwardInputs) -> torch.Tensor:
     """Logits ``logits_B_T_V`` predicting the T response tokens (same as the model's own logits)."""
-    hidden_B_T_H = response_hidden(
-        model, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
-    )
-    return logits_from_hidden(model, hidden_B_T_H)
+    return logits_from_hidden(model, response_hidden(model, inputs))
 
 
 @contextmanager

@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from selfdistill.models.forward import decoder, length_multiple, pad_columns
+from selfdistill.models.forward import ForwardInputs, decoder, length_multiple, pad_columns
 from selfdistill.models.lora import adapter_compute
-
-Args = tuple  # (ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T), as response_hidden
 
 
 @dataclass
@@ -38,9 +36,9 @@ class _Op:
     batch: int | None = None
 
 
-def prompts(args: Args) -> list[list[int]]:
+def prompts(inputs: ForwardInputs) -> list[list[int]]:
     """The real (unpadded) prompt tokens of each row of a left-padded batch."""
-    ids, mask, _, start, _ = args
+    ids, mask, start = inputs.ids_B_L, inputs.attention_mask_B_L, inputs.response_start
     return [ids[i, :start][mask[i, :start].bool()].tolist() for i in range(ids.shape[0])]
 
 
@@ -148,10 +146,10 @@ def _forward(module: nn.Module, prefix: _Prefix | None, ids, mask, pos, keep: bo
     return out.last_hidden_state, cache, full_mask
 
 
-def run_plan(module: nn.Module, ops: list[_Op], args: list[Args]) -> list[Tensor]:
+def run_plan(module: nn.Module, ops: list[_Op], args: list[ForwardInputs]) -> list[Tensor]:
     """Execute ``plan`` (call under ``torch.no_grad()``); ``hidden_B_T_H`` per role of ``args``."""
-    device = args[0][0].device
-    B = args[0][0].shape[0]
+    device = args[0].ids_B_L.device
+    B = args[0].rows
     prefixes: dict[int, _Prefix | None] = {0: None}
     out: list[Tensor | None] = [None] * len(args)
     for op in ops:
@@ -163,8 +161,9 @@ def run_plan(module: nn.Module, ops: list[_Op], args: list[Args]) -> list[Tensor
             grown = [n + len(t) for n, t in zip(lengths, op.tokens)]
             prefixes[op.node] = _Prefix(_layers(cache), full_mask, grown)
             continue
-        _, r_mask, _, start, T = args[op.batch]
-        resp = args[op.batch][0][:, start:]
+        role = args[op.batch]
+        r_mask, start, T = role.attention_mask_B_L, role.response_start, role.T
+        resp = role.ids_B_L[:, start:]
         ids, mask, pos = _segment(op.tokens, lengths, device)
         width = ids.shape[1]
         resp_mask = r_mask[:, start:]
@@ -188,7 +187,7 @@ def shareable(module: nn.Module) -> bool:
     return True
 
 
-def shared_prefix_hidden(module: nn.Module, args: list[Args]) -> list[Tensor]:
+def shared_prefix_hidden(module: nn.Module, args: list[ForwardInputs]) -> list[Tensor]:
     """``response_hidden`` of ``module`` for every role in ``args`` (same rows and responses), with
     shared prompt prefixes run once. Call under ``torch.no_grad()``; ``hidden_B_T_H`` per role."""
     return run_plan(module, plan([prompts(a) for a in args]), args)

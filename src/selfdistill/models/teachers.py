@@ -1,7 +1,7 @@
 """Teacher handles: which weights score the teacher contexts.
 
-Every mode has one interface. ``hidden(...)`` / ``logits(...)`` take a renderer batch
-(``ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T``) and run under
+Every mode has one interface. ``hidden(inputs)`` / ``logits(inputs)`` take a
+``models.ForwardInputs`` (a renderer batch's ids, mask, positions, response start, T) and run under
 ``torch.no_grad()`` in eval mode (dropout off; the previous train flags are restored).
 ``after_step(student)`` is called by the trainer after every optimizer step.
 ``state_dict()`` / ``load_state_dict()`` checkpoint whatever the mode owns.
@@ -29,7 +29,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from selfdistill.models.forward import OutputLayer, eval_mode, output_layer, response_hidden, response_logits
+from selfdistill.models.forward import (ForwardInputs, OutputLayer, eval_mode, output_layer, response_hidden,
+                                        response_logits)
 from selfdistill.models.lora import adapter_disabled, is_lora
 
 TEACHER_MODES = ("fixed", "ema", "live", "trust_region")
@@ -47,21 +48,12 @@ class Teacher:
     def _weights(self) -> Iterator[nn.Module]:
         yield self.model
 
-    def hidden(
-        self,
-        ids_B_L: torch.Tensor,
-        attention_mask_B_L: torch.Tensor,
-        position_ids_B_L: torch.Tensor,
-        response_start: int,
-        T: int,
-    ) -> torch.Tensor:
+    def hidden(self, inputs: ForwardInputs) -> torch.Tensor:
         """Teacher hidden states ``hidden_B_T_H`` at the response-predicting columns (no grad)."""
         with torch.no_grad(), self._weights() as module, eval_mode(module):
-            return response_hidden(
-                module, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
-            )
+            return response_hidden(module, inputs)
 
-    def hidden_shared(self, ops: list, args: list[tuple]) -> list[torch.Tensor]:
+    def hidden_shared(self, ops: list, args: list[ForwardInputs]) -> list[torch.Tensor]:
         """``hidden`` for several contexts of the same rows at once, running the prompt prefixes
         they share once (``models.prefix``: ``ops`` from ``prefix.plan``, ``args`` as ``hidden``'s)."""
         from selfdistill.models.prefix import run_plan
@@ -82,21 +74,10 @@ class Teacher:
         with self._weights() as module:
             return output_layer(module).detached()
 
-    def logits(
-        self,
-        ids_B_L: torch.Tensor,
-        attention_mask_B_L: torch.Tensor,
-        position_ids_B_L: torch.Tensor,
-        response_start: int,
-        T: int,
-        *,
-        student_logits_B_T_V: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def logits(self, inputs: ForwardInputs, *, student_logits_B_T_V: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher logits ``logits_B_T_V`` (no grad). Only trust_region reads the student logits."""
         with torch.no_grad(), self._weights() as module, eval_mode(module):
-            return response_logits(
-                module, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
-            )
+            return response_logits(module, inputs)
 
     def after_step(self, student: nn.Module) -> None:
         """Hook called after each optimizer step (EMA update); a no-op for most modes."""
@@ -216,25 +197,14 @@ class TrustRegionTeacher(FixedTeacher):
         """``ref + r * (student - ref)``; the student logits are detached."""
         return torch.lerp(ref_logits, student_logits.detach().to(ref_logits.dtype), self.r)
 
-    def logits(
-        self,
-        ids_B_L: torch.Tensor,
-        attention_mask_B_L: torch.Tensor,
-        position_ids_B_L: torch.Tensor,
-        response_start: int,
-        T: int,
-        *,
-        student_logits_B_T_V: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def logits(self, inputs: ForwardInputs, *, student_logits_B_T_V: torch.Tensor | None = None) -> torch.Tensor:
         """``ref + r * (student - ref)`` on the response columns (no grad)."""
         if student_logits_B_T_V is None:
             raise ValueError(
                 "trust_region teacher needs student_logits_B_T_V: the student's logits on the "
                 "teacher context (same batch, same response columns)"
             )
-        ref_B_T_V = super().logits(
-            ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T
-        )
+        ref_B_T_V = super().logits(inputs)
         if student_logits_B_T_V.shape != ref_B_T_V.shape:
             raise ValueError(
                 f"student_logits_B_T_V has shape {tuple(student_logits_B_T_V.shape)}, "

@@ -17,7 +17,7 @@ import torch
 from selfdistill import objectives as obj
 from selfdistill.analysis.controls import wrong_reference_examples
 
-from .passes import fwd_args
+from .passes import forward_inputs
 
 KEYS = ("norm_ratio_ref_total", "cos_total_ref", "cos_total_it", "kl_ratio_ref")
 
@@ -41,9 +41,9 @@ def control_metrics(renderer, base, live, examples, response_ids, *, seed: int) 
         swapped = renderer.scoring_batches(("teacher", "refonly"), [ex_wrong], [list(ids)])
         if not real["student"].kept or not swapped["teacher"].kept:
             continue  # dropped by the over-length policy in some role
-        s = live.logits(*fwd_args(real["student"]))
-        lg = {k: base.logits(*fwd_args(b)) for k, b in real.items() if k != "student"}
-        lw = {k: base.logits(*fwd_args(b)) for k, b in swapped.items()}
+        s = live.logits(forward_inputs(real["student"]))
+        lg = {k: base.logits(forward_inputs(b)) for k, b in real.items() if k != "student"}
+        lw = {k: base.logits(forward_inputs(b)) for k, b in swapped.items()}
         mask = real["student"].response_mask_B_T
         matched = obj.pmi_diagnostics(lg["teacher"], lg["refonly"], s, mask)
         other = obj.pmi_diagnostics(lw["teacher"], lw["refonly"], s, mask)

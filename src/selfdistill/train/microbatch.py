@@ -30,7 +30,7 @@ from .passes import (  # noqa: F401  (ResponseScorer re-exported for the loop)
     Passes,
     ResponseScorer,
     entropy,
-    fwd_args,
+    forward_inputs,
     per_position,
     run_passes,
     token_logprobs,
@@ -193,7 +193,7 @@ class Targets:
 def _antisd_scores(passes: Passes, mb: MicroBatch) -> Targets:
     """Anti-self-distillation (GRPO): the current policy on the sibling context, no grad."""
     batch = mb.batches["reprompt"]
-    hidden_B_T_H = passes.live.hidden(*fwd_args(batch))
+    hidden_B_T_H = passes.live.hidden(forward_inputs(batch))
     layer = passes.live.output_layer()
     mask = batch.loss_mask_B_T.bool()
     with torch.no_grad():
@@ -233,7 +233,7 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
 
     chunk = passes.chunk_size
     student = mb.batches["student"]
-    student_h = passes.scorer(*fwd_args(student))
+    student_h = passes.scorer(forward_inputs(student))
     layer = output_layer(passes.model)  # with grads: a trained lm_head (and bias) learns
     loss = graph_anchor(student_h)
     res = MicroResult(loss)

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from selfdistill.models import ForwardInputs, response_hidden
+
 
 
 class ResponseScorer(nn.Module):
@@ -25,10 +27,8 @@ class ResponseScorer(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start: int, T: int):
-        from selfdistill.models import response_hidden
-
-        return response_hidden(self.model, ids_B_L, attention_mask_B_L, position_ids_B_L, response_start, T)
+    def forward(self, inputs: ForwardInputs) -> Tensor:
+        return response_hidden(self.model, inputs)
 
 
 @dataclass
@@ -44,9 +44,9 @@ class Passes:
     share_prefixes: bool = True
 
 
-def fwd_args(batch) -> tuple:
-    T = batch.response_ids_B_T.shape[1]
-    return batch.ids_B_L, batch.attention_mask_B_L, batch.position_ids_B_L, batch.response_start, T
+def forward_inputs(batch) -> ForwardInputs:
+    """The ``models.ForwardInputs`` of a ``contexts.ScoringBatch``."""
+    return ForwardInputs.of(batch)
 
 
 def stacked_hidden(handle, batches: list) -> list[Tensor]:
@@ -56,14 +56,14 @@ def stacked_hidden(handle, batches: list) -> list[Tensor]:
     the response columns line up and one bigger batch replaces several small passes.
     """
     if len(batches) == 1:
-        return [handle.hidden(*fwd_args(batches[0]))]
+        return [handle.hidden(forward_inputs(batches[0]))]
     start = max(b.response_start for b in batches)
     T = batches[0].response_ids_B_T.shape[1]
     pad = lambda x, b, v: torch.nn.functional.pad(x, (start - b.response_start, 0), value=v)  # noqa: E731
     ids = torch.cat([pad(b.ids_B_L, b, 0) for b in batches])
     mask = torch.cat([pad(b.attention_mask_B_L, b, 0) for b in batches])
     pos = torch.cat([pad(b.position_ids_B_L, b, 0) for b in batches])
-    hidden = handle.hidden(ids, mask, pos, start, T)
+    hidden = handle.hidden(ForwardInputs(ids, mask, pos, start, T))
     return list(hidden.split([b.ids_B_L.shape[0] for b in batches]))
 
 
@@ -113,7 +113,7 @@ def prefix_plan(handle, batches: list, separate_calls: int | None = None) -> lis
 
     if len(batches) < 2 or len({tuple(b.kept) for b in batches}) > 1 or not handle.shares_prefixes():
         return None
-    ops = prefix.plan([prefix.prompts(fwd_args(b)) for b in batches])
+    ops = prefix.plan([prefix.prompts(forward_inputs(b)) for b in batches])
     calls = len(batches) if separate_calls is None else separate_calls
     separate = sum(b.ids_B_L.numel() for b in batches) + CALL_COLUMNS * calls
     shared = prefix.plan_cost(ops, batches[0].response_ids_B_T.shape[1]) + CALL_COLUMNS * len(ops)
@@ -138,7 +138,7 @@ def run_passes(plan: dict[str, tuple], max_waste: float | None = None, share_pre
         groups = stack_groups(batches, waste)
         ops = prefix_plan(handle, batches, len(groups)) if share_prefixes else None
         if ops is not None:
-            hidden.update(zip(names, handle.hidden_shared(ops, [fwd_args(b) for b in batches])))
+            hidden.update(zip(names, handle.hidden_shared(ops, [forward_inputs(b) for b in batches])))
             continue
         for group in groups:
             for k, h in zip(group, stacked_hidden(handle, [batches[k] for k in group])):
