@@ -46,6 +46,19 @@ def validate(cfg: TrainConfig) -> None:
     need(o.purified_clip > 0, "objective.purified_clip must be > 0")
     need(0 <= o.eps_low < 1 and o.eps_high >= 0, "objective.eps_low must be in [0, 1), eps_high >= 0")
     need(o.loss_chunk_size >= 0, "objective.loss_chunk_size must be >= 0 (0 = unchunked)")
+    need(o.kl_coef >= 0, f"objective.kl_coef must be >= 0 (0 = no KL term), got {o.kl_coef}")
+    need(o.overlong_buffer >= 0, f"objective.overlong_buffer must be >= 0 (0 = off), got {o.overlong_buffer}")
+    need(o.overlong_buffer < s.max_new_tokens, f"objective.overlong_buffer={o.overlong_buffer} must be below "
+         f"sampling.max_new_tokens={s.max_new_tokens}: lower the buffer or raise max_new_tokens")
+    need(o.overlong_penalty >= 0, f"objective.overlong_penalty must be >= 0, got {o.overlong_penalty}")
+    need(o.is_clip >= 1, f"objective.is_clip must be >= 1 (a weight clipped below 1 down-weights fresh "
+         f"rollouts), got {o.is_clip}")
+    need(0 <= o.hybrid_lambda <= 1, f"objective.hybrid_lambda must be in [0, 1], got {o.hybrid_lambda}")
+    need(s.max_sampling_batches >= 1, f"sampling.max_sampling_batches must be >= 1, got {s.max_sampling_batches}")
+    need(sch.ppo_epochs >= 1, f"schedule.ppo_epochs must be >= 1, got {sch.ppo_epochs}")
+    need(sch.mini_batches >= 1 and sch.prompts_per_step % max(sch.mini_batches, 1) == 0,
+         f"schedule.mini_batches={sch.mini_batches} must be >= 1 and divide schedule.prompts_per_step="
+         f"{sch.prompts_per_step} (mini-batches hold whole groups)")
     need(0 < m.ema_rate <= 1, "method.ema_rate must be in (0, 1]")
     need(0 <= m.trust_region_mix <= 1, "method.trust_region_mix must be in [0, 1]")
     need(m.controls_every >= 0, f"method.controls_every must be >= 0 (0 = off), got {m.controls_every}")

@@ -107,6 +107,11 @@ class SamplingConfig:
     temperature: float = _f(1.1, "sampling temperature (0 = greedy); not the distillation tau")
     top_p: float = _f(0.95, "nucleus sampling mass")
     top_k: int = _f(20, "sample only among the top-k tokens (0 = off)")
+    dynamic_sampling: bool = _f(False, "grpo/srpo/sdpo (DAPO dynamic sampling): drop groups whose rewards are "
+                                "all equal and sample more prompts until schedule.prompts_per_step groups "
+                                "remain (one process only)")
+    max_sampling_batches: int = _f(10, "dynamic sampling: at most this many batches of prompts_per_step "
+                                   "prompts sampled per step (then the step trains on what it kept)")
 
 
 @dataclass
@@ -153,6 +158,14 @@ class ObjectiveConfig:
     eps_low: float = _f(0.2, "grpo/srpo: lower clip of the importance ratio")
     eps_high: float = _f(0.28, "grpo/srpo: upper clip (DAPO clip-higher)")
     adv_std_norm: bool = _f(False, "grpo/srpo: divide group advantages by the group std")
+    kl_coef: float = _f(0.0, "grpo/srpo: weight of the k3 KL estimate to the frozen initial policy "
+                        "(0 = off: no reference pass)")
+    overlong_buffer: int = _f(0, "grpo/srpo (DAPO soft overlong punishment): length buffer L_cache in tokens "
+                              "before sampling.max_new_tokens where the reward is lowered (0 = off)")
+    overlong_penalty: float = _f(1.0, "DAPO overlong punishment: penalty at max_new_tokens (reward - this)")
+    is_clip: float = _f(2.0, "distillation: clip of the detached importance weight exp(logp - logp_old) "
+                        "(SDPO is_clip); 1 when each step takes one optimizer update")
+    hybrid_lambda: float = _f(0.0, "sdpo: lambda of lambda*A_GRPO + (1-lambda)*A_SDPO (0 = pure distillation)")
     aggregation: str = _f("token", "loss mean over all tokens of the global batch, or per sequence",
                           ("token", "sequence"))
     loss_chunk_size: int = _f(0, "positions per chunk in the chunked loss path (0 = unchunked; recipes use 256)")
@@ -192,6 +205,9 @@ class ScheduleConfig:
     decay: str = _f("constant", "learning-rate shape after warm-up", ("constant", "cosine"))
     min_lr_ratio: float = _f(0.0, "cosine: final lr as a fraction of the peak")
     max_nonfinite_steps: int = _f(3, "stop after this many skipped non-finite steps in a row")
+    ppo_epochs: int = _f(1, "passes over each step's rollouts; > 1 reuses them, so importance ratios leave 1")
+    mini_batches: int = _f(1, "optimizer updates per pass: the step's groups split into this many "
+                           "mini-batches (verl ppo_mini_batch_size = prompts_per_step / mini_batches)")
 
 
 @dataclass
