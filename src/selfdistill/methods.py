@@ -9,7 +9,7 @@ validation and the docs read these records; nothing else tests a method's name.
     METHODS = {
       opsd           teacher=teacher(privileged)  target=raw       distill=response
       purified-opsd  teacher=teacher(privileged)  target=purified  distill=response (+ refonly, base)
-      sdpo           teacher=reprompt(sibling)    target=raw       distill=rows with a context
+      sdpo           teacher=reprompt(sibling)    target=raw       distill=rows with a context (+ lambda x PG: hybrid)
       grpo           no teacher                                    policy gradient=response
       srpo           teacher=reprompt(sibling)    target=raw       distill=routed rows, PG the rest
     }
@@ -33,12 +33,15 @@ TEACHERS = ("fixed", "ema", "live", "trust_region")
 DISTILL_KEYS = frozenset({
     "method.teacher", "method.ema_rate", "method.trust_region_mix", "objective.beta",
     "objective.temperature", "objective.token_clip", "objective.support", "objective.topk",
-    "objective.tail",
+    "objective.tail", "objective.is_clip",
 })
 PURIFIED_KEYS = frozenset({"method.anchor", "objective.purified_beta", "objective.purified_clip",
                            "objective.purified_center"})
 DIAGNOSTICS_KEYS = frozenset({"method.diagnostics", "method.controls_every"})
-PG_KEYS = frozenset({"objective.eps_low", "objective.eps_high", "objective.adv_std_norm"})
+PG_KEYS = frozenset({"objective.eps_low", "objective.eps_high", "objective.adv_std_norm",
+                     "objective.kl_coef", "objective.overlong_buffer", "objective.overlong_penalty",
+                     "sampling.dynamic_sampling", "sampling.max_sampling_batches"})
+HYBRID_KEYS = frozenset({"objective.hybrid_lambda"})
 ANTISD_KEYS = frozenset({"method.antisd", "method.antisd_lambda", "method.antisd_entropy_gate"})
 
 
@@ -69,6 +72,10 @@ class Method:
         token_weights: ``teacher_entropy`` (SRPO: ``exp(-beta_H * H_teacher)`` per token) or None.
         context_scores: anti-sd: the live policy scores the sibling context without grad and its
             log-probs enter the advantage (no distillation target).
+        hybrid: SDPO's hybrid advantage ``lambda A_GRPO + (1 - lambda) A_SDPO``: with
+            ``objective.hybrid_lambda`` > 0 every response token also takes the clipped policy
+            gradient with the group advantage, weighted lambda, and the distillation 1 - lambda
+            (see :func:`takes_pg`).
         keys: the method-dependent config keys it reads (see the ``*_KEYS`` sets).
         metrics: metric groups it logs beyond the common ones: ``pmi``, ``grpo``, ``sdpo``,
             ``antisd``.
@@ -90,6 +97,7 @@ class Method:
     base_roles: tuple[str, ...] = ()
     token_weights: str | None = None
     context_scores: bool = False
+    hybrid: bool = False
     keys: frozenset[str] = field(default_factory=frozenset)
     metrics: tuple[str, ...] = ()
     cost_factor: float = 1.0
@@ -131,7 +139,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            cost_factor=1.25),
     Method("sdpo", "self-distillation toward the policy re-prompted with a successful sibling",
            teacher_context="reprompt", target="raw", distill="with_context", needs_answer=True,
-           groups=True, siblings=True, keys=DISTILL_KEYS, metrics=("sdpo",)),
+           groups=True, siblings=True, hybrid=True, keys=DISTILL_KEYS | PG_KEYS | HYBRID_KEYS,
+           metrics=("sdpo",)),
     Method("grpo", "GRPO/DAPO: clipped policy gradient with group-relative advantages",
            policy_gradient="response", needs_answer=True, groups=True, teachers=("fixed",),
            keys=PG_KEYS, metrics=("grpo",)),
@@ -172,6 +181,12 @@ def target_name(method: Method, teacher: str) -> str | None:
     if not method.distills:
         return None
     return "trust_region" if teacher == "trust_region" else method.target
+
+
+def takes_pg(method: Method, hybrid_lambda: float) -> bool:
+    """Whether a step of ``method`` computes group advantages and a policy-gradient loss: its
+    record routes tokens to one, or it is hybrid and ``hybrid_lambda`` (lambda) is above 0."""
+    return method.uses_pg or (method.hybrid and hybrid_lambda > 0)
 
 
 def diagnostics_on(method: Method, requested: bool) -> bool:

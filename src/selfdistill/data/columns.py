@@ -15,13 +15,16 @@ import math
 import re
 from typing import Any
 
-FIELDS = ("problem", "solution", "answer", "id")
+FIELDS = ("problem", "solution", "answer", "id", "feedback")
 ALIASES: dict[str, tuple[str, ...]] = {
     "problem": ("problem", "question", "prompt"),
     "solution": ("solution", "reference_solution", "reference", "answer_cot", "privileged_context",
                  "completion"),
     "answer": ("answer", "final_answer", "ground_truth", "expected_answer"),
     "id": ("id", "idx", "uid", "unique_id", "problem_id"),
+    # environment feedback on an earlier attempt (SDPO's rich feedback: a failing test, a judge's
+    # note); SDPO's reprompt shows it when no successful sibling exists
+    "feedback": ("feedback", "env_feedback", "environment_feedback"),
 }
 GSM8K_MARK = re.compile(r"^(?P<steps>.*?)\s*####\s*(?P<answer>[^\n]*?)\s*$", re.DOTALL)
 # words in a column name that suggest a field the aliases did not pick up (``gold``, ``label``)

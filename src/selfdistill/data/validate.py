@@ -97,7 +97,8 @@ def check_rows(rows: Sequence[RawRow], *, columns: list[str] | None = None,
         if values is not None and not row_errors:
             out.examples.append(Example(
                 id=row_id, problem=values["problem"] or "", solution=values["solution"],
-                answer=values["answer"], origin=raw.origin or f"{label} {unit} {raw.number}"))
+                answer=values["answer"], feedback=values["feedback"],
+                origin=raw.origin or f"{label} {unit} {raw.number}"))
     return out
 
 

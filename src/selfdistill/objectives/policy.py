@@ -1,6 +1,7 @@
-"""Policy-gradient pieces: GRPO/DAPO advantages and clipped loss (methods.md section 5),
-SRPO routing and entropy weights (section 6), Anti-Self-Distillation advantage (section 7) and
-SDPO's importance ratio (section 4). Per-token values; aggregation lives in ``aggregate.py``.
+"""Policy-gradient pieces: GRPO/DAPO advantages, clipped loss, the share of tokens the clip binds,
+DAPO's soft overlong punishment and the k3 KL estimate to a reference (methods.md section 5), SRPO
+routing and entropy weights (section 6), Anti-Self-Distillation advantage (section 7) and SDPO's
+importance ratio (section 4). Per-token values; aggregation lives in ``aggregate.py``.
 """
 
 from __future__ import annotations
@@ -103,3 +104,39 @@ def sdpo_importance_ratio(logp_new_B_T: Tensor, logp_old_B_T: Tensor, *, clip: f
     [-20, 20] before exp to avoid overflow."""
     log_ratio = (logp_new_B_T - logp_old_B_T).detach().clamp(-20.0, 20.0)
     return log_ratio.exp().clamp(max=clip)
+
+
+@torch.no_grad()
+def pg_clip_binds(logp_new_B_T: Tensor, logp_old_B_T: Tensor, adv: Tensor, mask_B_T: Tensor, *,
+                  eps_low: float = 0.2, eps_high: float = 0.28) -> Tensor:
+    """Bool [B, T]: the tokens where the clip of :func:`clipped_pg_loss` binds, i.e. the clipped
+    term is the minimum and the token's gradient is 0: ``rho > 1 + eps_high`` with ``A > 0``, or
+    ``rho < 1 - eps_low`` with ``A < 0`` (verl's ``pg_clipfrac`` counts the same tokens).
+    Their share of the masked tokens is the step's ``clip_frac``."""
+    a = _expand_adv(adv, logp_new_B_T).to(logp_new_B_T.dtype)
+    ratio = torch.exp(logp_new_B_T.detach() - logp_old_B_T.detach())
+    binds = ((a > 0) & (ratio > 1.0 + eps_high)) | ((a < 0) & (ratio < 1.0 - eps_low))
+    return binds & mask_B_T.bool()
+
+
+def k3_kl(logp_B_T: Tensor, ref_logp_B_T: Tensor, mask_B_T: Tensor | None = None) -> Tensor:
+    """Per-token k3 estimate of KL(pi || pi_ref) on tokens sampled from pi [B, T]:
+    ``exp(d) - d - 1`` with ``d = log pi_ref - log pi`` (Schulman's unbiased, non-negative
+    estimator; GRPO's KL term). The gradient flows through ``logp_B_T`` only:
+    ``d/dlogp = 1 - exp(d)``. ``d`` is clamped to [-20, 20] so exp cannot overflow; 0 where mask == 0."""
+    d = (ref_logp_B_T.detach() - logp_B_T).clamp(-20.0, 20.0)
+    kl = torch.exp(d) - d - 1.0
+    if mask_B_T is None:
+        return kl
+    return torch.where(mask_B_T.bool(), kl, torch.zeros_like(kl))
+
+
+def overlong_penalty(lengths_B: Tensor, *, max_len: int, buffer: int, penalty: float = 1.0) -> Tensor:
+    """DAPO's soft overlong punishment, added to the reward [B] (float64):
+    ``0`` for ``L <= max_len - buffer``, ``penalty * (max_len - buffer - L) / buffer`` (linear from 0
+    to ``-penalty``) inside the buffer, ``-penalty`` at and beyond ``max_len``. ``buffer`` 0: all 0."""
+    lengths = lengths_B.to(torch.float64)
+    if buffer <= 0:
+        return torch.zeros_like(lengths)
+    shaped = ((max_len - buffer) - lengths) / buffer
+    return penalty * shaped.clamp(min=-1.0, max=0.0)

@@ -1,11 +1,23 @@
 """The one on-policy loop for every method: rollout, score, target, loss, step, log.
 
 What this loop keeps and drops (say it up front, nanochat style):
-- One optimizer step per batch of rollouts (fully on-policy): no PPO epochs, no stale rollouts,
-  so importance ratios are 1 and are not recomputed.
+- A step is one batch of rollouts. By default it takes one optimizer update (fully on-policy):
+  importance ratios are 1 and are not computed. ``schedule.ppo_epochs`` passes over the batch,
+  each split into ``schedule.mini_batches`` mini-batches of whole groups, give
+  ``ppo_epochs x mini_batches`` optimizer updates per step (verl's PPO epochs and
+  ``ppo_mini_batch_size``): the sampling policy's log-probs are computed once, without grad,
+  before the first update, so the PPO ratio leaves 1 after it (the clip binds, ``clip_frac``
+  counts it) and the distillation loss takes SDPO's clipped importance weight. Teacher targets
+  are scored once per step, by the teacher as it was when the rollouts were sampled.
+- The lr schedule advances once per step (per rollout batch, as verl), not per update, so
+  ``warmup_steps`` counts batches; an EMA teacher moves after every update.
 - Loss normalisation: every micro-batch loss is divided by the GLOBAL number of loss units
-  (tokens by default) counted over all micro-batches and processes BEFORE the first backward,
-  so gradient accumulation and data parallelism never change the loss.
+  (tokens by default) of its optimizer update, counted over that update's micro-batches and
+  processes BEFORE its first backward, so gradient accumulation and data parallelism never
+  change the loss.
+- DAPO dynamic sampling (``sampling.dynamic_sampling``, one process): groups whose rewards are
+  all equal are dropped and more prompts are sampled until ``prompts_per_step`` groups remain or
+  ``sampling.max_sampling_batches`` batches were drawn.
 - Data parallel through ``accelerate`` (DDP; FSDP / DeepSpeed configs are documented in
   docs/training.md). Teacher passes run on the unwrapped model under ``no_grad``.
 - Non-finite guard: a step whose loss or gradient norm is not finite is skipped (no optimizer
@@ -37,7 +49,7 @@ from selfdistill import methods
 
 from . import checkpoint, microbatch, resume_guard, rollouts, size_estimate
 from .batches import DataPosition, PromptStream, shard
-from .config import TrainConfig, to_yaml
+from .config import ConfigError, TrainConfig, to_yaml
 from .loss_scale import LossScaler
 from .metrics import MetricsLogger
 from .optim import build_optimizer
@@ -69,6 +81,7 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         preflight(cfg, self.world)
         self.method = methods.of(cfg.method)  # the method's record: what every part below reads
+        _check_updates(cfg, self.world)
         self.out = Path(cfg.output_dir)
         self.ckpt_root = self.out / "checkpoints"
         if cfg.cpu_allocator == "keep" and self.acc.device.type == "cpu":
@@ -100,6 +113,15 @@ class Trainer:
         self.passes = microbatch.Passes(self.scorer, self.model, teacher, base, live,
                                       chunk_size=cfg.objective.loss_chunk_size,
                                       share_prefixes=cfg.share_prefixes)
+        from selfdistill.models import make_teacher
+
+        sch = cfg.schedule
+        # the sampling policy's log-probs (no grad) when a step takes several updates
+        self.sampling_policy = make_teacher(self.model, "live") if sch.ppo_epochs * sch.mini_batches > 1 else None
+        # the frozen initial policy of the k3 KL term
+        self.reference = None
+        if cfg.objective.kl_coef > 0 and methods.takes_pg(self.method, cfg.objective.hybrid_lambda):
+            self.reference = base if base is not None and base.mode == "fixed" else make_teacher(self.model, "fixed")
         if rollout_backend is None:
             from selfdistill.rollout import make_backend
 
@@ -176,54 +198,118 @@ class Trainer:
         return self.out
 
     def train_step(self, step: int) -> dict:
-        """One optimizer step: rollout -> reward -> plan -> score -> loss -> update; the metrics row."""
+        """One step: rollout -> reward -> plan -> score -> (loss -> update) per mini-batch and
+        epoch -> lr schedule; the metrics row."""
         cfg, timer = self.cfg, StepTimer()
+        extra: dict = {}
         with timer("step"):
             local = shard(self.stream.next_global(cfg.schedule.prompts_per_step), self.rank, self.world)
             prompts = [self.data.examples[i] for i in local]
             with timer("rollout"):  # sample from the student context
                 ro = rollouts.sample(cfg, self.backend, self.renderer, prompts, self.rank * len(local),
                                      step=step, rank=self.rank)
-            with timer("score"):  # rewards, every role rendered, loss units counted, no-grad passes
+            with timer("score"):
                 rollouts.reward(cfg, self.rewarder, ro)
-                rendered, plans = self._plan(step, ro)
-                units = self._sum(sum(p.loss_units for p in plans))
+            if cfg.sampling.dynamic_sampling:
+                with timer("rollout"):
+                    ro, extra = self._refill(step, ro)
+            with timer("score"):  # every role rendered, loss units counted, no-grad passes
+                rendered, minis = self._plan(step, ro)
+                plans = [p for mini in minis for p in mini]
                 targets = [microbatch.score(cfg, self.passes, p) for p in plans]
                 self._antisd_lambda = self._antisd_gate(targets) if self.method.context_scores else 0.0
-            with timer("loss"):  # student passes with gradients, accumulated
-                results = self._backward(plans, targets, units)
+                chunk = self.passes.chunk_size
+                old = [microbatch.policy_logprobs(self.sampling_policy, p, chunk) if self.sampling_policy is not None
+                       else None for p in plans]
+                ref = [microbatch.policy_logprobs(self.reference, p, chunk) if self.reference is not None and p.pg_mask_B_T
+                       is not None else None for p in plans]
             controls = self._controls(step, ro)  # before the update: the policy that sampled
-            outcome = self._update(step, results)
+            results, outcomes = [], []
+            for _ in range(cfg.schedule.ppo_epochs):
+                start = 0
+                for mini in minis:
+                    part = slice(start, start + len(mini))
+                    start += len(mini)
+                    units = self._sum(sum(p.loss_units for p in mini))
+                    with timer("loss"):  # student passes with gradients, accumulated
+                        res = self._backward(mini, targets[part], units, old[part], ref[part])
+                    outcomes.append(self._update(step, res))
+                    results += res
+            outcome = self._end_step(outcomes)
         row = step_row(self.method, step, ro, rendered, results, outcome, timer, reduce_sum=self._reduce,
                        gather=self._gather_values, world=self.world, antisd_lambda=self._antisd_lambda)
+        if len(outcomes) > 1:
+            row["ppo/updates"] = len(outcomes)
+        row.update(extra)
         row.update(controls)
         if self.scaler is not None:
             row["loss_scale"] = self.scaler.scale
         return row
 
-    def _plan(self, step: int, ro) -> tuple[list, list]:
-        """(every micro-batch as rendered, those with rows left): contexts rendered for each role,
-        tokens routed to the method's losses."""
-        size = self.cfg.schedule.micro_batch_size
-        rendered = [microbatch.plan(self.cfg, self.renderer, ro, list(range(i, min(i + size, len(ro)))),
-                                    device=self.acc.device) for i in range(0, len(ro), size)]
-        plans = [p for p in rendered if p.rows]  # a micro-batch whose rows were all dropped
-        if not plans and self.world > 1:
-            raise RuntimeError(
-                f"step {step}: every rollout of process {self.rank} was dropped as over-length, so it "
-                "has nothing to back-propagate and DDP would stall; raise contexts.max_length or lower "
-                "sampling.max_new_tokens")
-        return rendered, plans
+    def _refill(self, step: int, ro) -> tuple:
+        """DAPO dynamic sampling (one process): keep the groups whose rewards differ, sample
+        further batches of ``prompts_per_step`` prompts until that many groups are kept or
+        ``max_sampling_batches`` batches were drawn, then keep the first ``prompts_per_step``
+        groups. When no group was kept the first batch trains as it is (no policy-gradient
+        signal, as without dynamic sampling). Returns (rollouts, metrics)."""
+        cfg = self.cfg
+        target, n = cfg.schedule.prompts_per_step, cfg.sampling.rollouts_per_prompt
 
-    def _backward(self, plans: list, targets: list, units: float) -> list:
-        """Loss and backward of every micro-batch; DDP syncs gradients on the last one only."""
+        def informative(r):
+            flat = set(rollouts.flat_groups(r))
+            return r.select([i for i, g in enumerate(r.group_ids) if g not in flat])
+
+        kept = [informative(ro)]
+        count, batches, drawn = len(kept[0]) // n, 1, len(ro) // n
+        while count < target and batches < cfg.sampling.max_sampling_batches:
+            prompts = [self.data.examples[i] for i in self.stream.next_global(target)]
+            more = rollouts.sample(cfg, self.backend, self.renderer, prompts, batches * target,
+                                   step=step, rank=self.rank, batch=batches)
+            rollouts.reward(cfg, self.rewarder, more)
+            kept.append(informative(more))
+            count += len(kept[-1]) // n
+            batches += 1
+            drawn += len(prompts)
+        out = rollouts.Rollouts.concat(kept)
+        if len(out) == 0:
+            out = ro
+        elif len(out) > target * n:
+            out = out.select(range(target * n))
+        return out, {"sampling/batches": batches, "sampling/prompts_drawn": drawn,
+                     "sampling/kept_groups": count}
+
+    def _plan(self, step: int, ro) -> tuple[list, list]:
+        """(every micro-batch as rendered, the micro-batches with rows left of each mini-batch):
+        contexts rendered for each role, tokens routed to the method's losses. Mini-batch j holds
+        groups [j G / M, (j + 1) G / M) of the G local groups (M = ``schedule.mini_batches``)."""
+        size, m = self.cfg.schedule.micro_batch_size, self.cfg.schedule.mini_batches
+        n = self.cfg.sampling.rollouts_per_prompt
+        groups = len(ro) // n
+        bounds = [(j * groups // m) * n for j in range(m)] + [len(ro)]
+        rendered, minis = [], []
+        for lo, hi in zip(bounds, bounds[1:]):
+            mini = [microbatch.plan(self.cfg, self.renderer, ro, list(range(i, min(i + size, hi))),
+                                    device=self.acc.device) for i in range(lo, hi, size)]
+            rendered += mini
+            minis.append([p for p in mini if p.rows])  # a micro-batch whose rows were all dropped
+            if not minis[-1] and self.world > 1:
+                raise RuntimeError(
+                    f"step {step}: every rollout of a mini-batch of process {self.rank} was dropped as "
+                    "over-length, so it has nothing to back-propagate and DDP would stall; raise "
+                    "contexts.max_length or lower sampling.max_new_tokens")
+        return rendered, minis
+
+    def _backward(self, plans: list, targets: list, units: float, old: list, ref: list) -> list:
+        """Loss and backward of every micro-batch of one update; DDP syncs gradients on the last
+        one only. ``old``/``ref``: per micro-batch, the sampling / reference policy's log-probs or None."""
         diagnostics = methods.diagnostics_on(self.method, self.cfg.method.diagnostics)
         results = []
         for k, (plan, target) in enumerate(zip(plans, targets)):
             sync = nullcontext() if k == len(plans) - 1 else self.acc.no_sync(self.scorer)
             with sync:
                 res = microbatch.compute_loss(self.cfg, self.passes, plan, target, units,
-                                              diagnostics=diagnostics, antisd_lambda=self._antisd_lambda)
+                                              diagnostics=diagnostics, antisd_lambda=self._antisd_lambda,
+                                              old_logp_B_T=old[k], ref_logp_B_T=ref[k])
                 # DDP averages gradients over processes; the loss is already a global mean
                 self.acc.backward(res.loss * (self.world * (self.scaler.scale if self.scaler else 1.0)))
             res.loss = res.loss.detach()
@@ -231,8 +317,8 @@ class Trainer:
         return results
 
     def _update(self, step: int, results: list) -> StepOutcome:
-        """Clip, then take the optimizer step (and update the teacher and the rollout engine) or
-        skip it when the loss or gradient is not finite; the lr schedule advances either way."""
+        """Clip, then take one optimizer update (and update the teacher) or skip it when the loss
+        or gradient is not finite."""
         loss = self._sum(sum(float(r.loss) for r in results))
         grad_norm = self._clip()
         lr = self.scheduler.get_last_lr()[0]
@@ -243,8 +329,6 @@ class Trainer:
             self.optimizer.step()
             if self.passes.teacher is not None:
                 self.passes.teacher.after_step(self.model)
-            if hasattr(self.backend, "load_policy"):  # an engine with its own copy of the weights
-                self.backend.load_policy(self.model)
             self.nonfinite_streak = 0
         elif overflow:  # float16: the scaled gradients overflowed; a smaller scale retries
             log.warning("step %d: float16 gradients overflowed at loss scale %g; step skipped, scale "
@@ -255,10 +339,22 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.update(overflow)
         self.optimizer.zero_grad(set_to_none=True)
+        return StepOutcome(loss, grad_norm, lr, skipped=not finite)
+
+    def _end_step(self, outcomes: list[StepOutcome]) -> StepOutcome:
+        """After a step's updates: the rollout engine takes the new weights, the lr schedule
+        advances (per step, applied or skipped); the step's outcome averages its updates' loss
+        and gradient norm and counts the skipped ones."""
+        if hasattr(self.backend, "load_policy") and not all(o.skipped for o in outcomes):
+            self.backend.load_policy(self.model)  # an engine with its own copy of the weights
         with warnings.catch_warnings():  # a skipped first step advances the lr without an update
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.scheduler.step()
-        return StepOutcome(loss, grad_norm, lr, skipped=not finite)
+        if len(outcomes) == 1:
+            return outcomes[0]
+        k = len(outcomes)
+        return StepOutcome(sum(o.loss for o in outcomes) / k, sum(o.grad_norm for o in outcomes) / k,
+                           outcomes[0].lr, skipped=sum(o.skipped for o in outcomes))
 
     def _controls(self, step: int, ro) -> dict:
         """Issue 9 controls (wrong reference, blank baseline) every ``method.controls_every``
@@ -407,6 +503,17 @@ class Trainer:
             self.rewarder = None
         if getattr(self, "periodic_eval", None) is not None:
             self.periodic_eval.close()  # idempotent: its scorer is None once closed
+
+
+def _check_updates(cfg: TrainConfig, world: int) -> None:
+    """Checks of the updates per step that need the number of processes."""
+    sch = cfg.schedule
+    if (sch.prompts_per_step // world) % sch.mini_batches:
+        raise ConfigError(f"schedule.mini_batches={sch.mini_batches} must divide the prompts of each process "
+                          f"({sch.prompts_per_step} / {world} processes): mini-batches hold whole groups")
+    if cfg.sampling.dynamic_sampling and world > 1:
+        raise ConfigError("sampling.dynamic_sampling runs on one process only (refilled groups would differ "
+                          "per process): drop it or train on one process")
 
 
 def _seed_everything(seed: int) -> None:

@@ -7,10 +7,14 @@ Nothing here tests a method's name: the record says which contexts exist, which 
 distillation loss and which the policy gradient.
 
 The loss of a micro-batch is already divided by the GLOBAL count of loss units (tokens, or
-sequences with ``aggregation=sequence``), so summing micro-batches and processes gives the
-global mean whatever the split. Rollouts are used for exactly one optimizer step, so the
-rollout policy is the current policy: PPO/SDPO importance ratios are identically 1 (the clipped
-PG still gives the right gradient, ``exp(logp - sg(logp))``), and they are not recomputed.
+sequences with ``aggregation=sequence``) of its optimizer update, so summing micro-batches and
+processes gives the update's global mean whatever the split. With one update per step
+(``schedule.ppo_epochs`` = ``schedule.mini_batches`` = 1, the default) the rollout policy is the
+current policy: the PPO ratio is ``exp(logp - sg(logp))`` = 1 and the SDPO importance weight is 1,
+so neither is computed. With more updates the sampling policy's log-probs (:func:`policy_logprobs`,
+no grad, before the first update) enter both: the PPO ratio leaves 1 and its clip can bind
+(counted for ``clip_frac``), and the distillation loss is weighted by
+``min(exp(logp - logp_old), objective.is_clip)`` (detached).
 """
 
 from __future__ import annotations
@@ -103,9 +107,13 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) 
 
     Every tensor of the result lives on ``device`` (the model's; default CPU)."""
     sib = None if rollouts.siblings is None else [rollouts.siblings[i] for i in rows]
+    examples = [rollouts.examples[i] for i in rows]
+    # environment feedback of the data (Example.feedback) reaches the reprompt, which uses it
+    # only when no successful sibling exists (SDPO's rule, contexts.prompts.reprompt_text)
+    feedback = [e.feedback for e in examples] if any(e.feedback for e in examples) else None
     batches = renderer.scoring_batches(
-        roles_for(cfg), [rollouts.examples[i] for i in rows],
-        [rollouts.response_ids[i] for i in rows], siblings=sib,
+        roles_for(cfg), examples,
+        [rollouts.response_ids[i] for i in rows], siblings=sib, feedbacks=feedback,
     )
     student = batches["student"]
     kept = [rows[k] for k in student.kept]
@@ -116,7 +124,7 @@ def plan(cfg: TrainConfig, renderer, rollouts, rows: list[int], *, device=None) 
         distill = resp
     elif method.distill == "with_context":
         distill = batches[method.teacher_context].loss_mask_B_T.bool()
-    if method.uses_pg:
+    if methods.takes_pg(method, cfg.objective.hybrid_lambda):
         adv = rollouts.advantages_B[kept]
         pg = resp
     if method.distill == "routed":
@@ -216,6 +224,18 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
     return Targets(hidden, layers, fn, ent)
 
 
+def policy_logprobs(handle, mb: MicroBatch, chunk: int) -> Tensor:
+    """``log pi(y_t | x, y_<t)`` [B, T] (float32, no grad) of the sampled response tokens under
+    ``handle`` (a ``models`` teacher handle: ``live`` before the first update gives the sampling
+    policy's log-probs, ``fixed`` the frozen initial policy's for the KL term); 0 off the
+    response mask."""
+    student = mb.batches["student"]
+    hidden_B_T_H = run_passes({"student": (handle, student)})["student"]
+    with torch.no_grad():
+        logp = token_logprobs(hidden_B_T_H, handle.output_layer(), student.response_ids_B_T, chunk)
+    return torch.where(mb.response_mask_B_T, logp, torch.zeros_like(logp))
+
+
 def graph_anchor(hidden_B_T_H: Tensor) -> Tensor:
     """A float32 zero that depends on every parameter behind ``hidden_B_T_H``: DDP needs a gradient
     from each rank even when no token of a micro-batch carries a loss. Summed in float32: a float16
@@ -224,10 +244,14 @@ def graph_anchor(hidden_B_T_H: Tensor) -> Tensor:
 
 
 def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targets | None,
-                 num_units: float, *, diagnostics: bool, antisd_lambda: float = 0.0) -> MicroResult:
+                 num_units: float, *, diagnostics: bool, antisd_lambda: float = 0.0,
+                 old_logp_B_T: Tensor | None = None, ref_logp_B_T: Tensor | None = None) -> MicroResult:
     """Student pass with gradients and the method's loss, divided by the global ``num_units``.
 
     ``antisd_lambda``: the anti-sd weight for this step (0 while its entropy gate is closed).
+    ``old_logp_B_T``: the sampling policy's log-probs of the response tokens (:func:`policy_logprobs`)
+    when the step takes several optimizer updates; None: the rollouts are on-policy (ratio 1).
+    ``ref_logp_B_T``: the frozen initial policy's log-probs, for the k3 KL term (``kl_coef`` > 0).
     """
     from selfdistill.models import output_layer
 
@@ -238,6 +262,10 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
     loss = graph_anchor(student_h)
     res = MicroResult(loss)
     o = cfg.objective
+    method = methods.of(cfg.method)
+    # SDPO hybrid: lambda * L_GRPO + (1 - lambda) * L_SDPO, the loss whose gradient is the policy
+    # gradient of lambda * A_GRPO + (1 - lambda) * A_SDPO (distillation = PG with A_SDPO)
+    hybrid = method.hybrid and o.hybrid_lambda > 0
     if targets is not None and targets.context_logp_B_T is not None:
         res.sums["teacher_entropy"] = float((targets.entropy_B_T * targets.context_mask_B_T).sum())
         res.sums["teacher_entropy_n"] = float(targets.context_mask_B_T.sum())
@@ -249,10 +277,17 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
             res.sums["teacher_entropy"] = float((ent * mask).sum())
             res.sums["teacher_entropy_n"] = float(mask.sum())
         token_w = mb.unit_weights_B_T.clone()
-        if methods.of(cfg.method).token_weights == "teacher_entropy":
+        if method.token_weights == "teacher_entropy":
             # exp(-beta_H * H_teacher), as objectives.teacher_entropy_weights, from the entropy
             # already computed chunk-wise (no [B, T, V] teacher logits are kept)
             token_w = token_w * torch.exp(-cfg.method.entropy_beta * ent)
+        if old_logp_B_T is not None:  # stale rollouts: SDPO's detached, clipped importance weight
+            with torch.no_grad():
+                now = token_logprobs(student_h.detach(), layer, student.response_ids_B_T, chunk)
+            is_w = obj.sdpo_importance_ratio(now, old_logp_B_T, clip=o.is_clip)
+            token_w = token_w * is_w
+            res.sums["is_weight"] = float((is_w * mask).sum())
+            res.sums["is_weight_n"] = float(mask.sum())
         kw = _divergence_kwargs(cfg)
         # chunked (no [B, T, V] logits) or direct; both feed ChunkStats the same logits
         loss_fn, extra = ((obj.chunked_distill_loss, {"chunk_size": chunk}) if chunk
@@ -265,6 +300,8 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
             target_biases={k: v.bias_V for k, v in targets.layers.items()}, **extra,
         )
         d_loss, div = out.loss, out.per_position_B_T
+        if hybrid:
+            d_loss = d_loss * (1.0 - o.hybrid_lambda)
         loss = loss + d_loss.float()
         res.divergence_B_T, res.divergence_mask_B_T = div, mask
         res.sums.update(stats.sums)
@@ -279,12 +316,25 @@ def compute_loss(cfg: TrainConfig, passes: Passes, mb: MicroBatch, targets: Targ
                                 torch.zeros_like(logp))
             adv = obj.antisd_advantage(adv.to(logp.dtype), u_B_T, antisd_lambda)
             res.sums["antisd_u"] = float((u_B_T * targets.context_mask_B_T).sum())
-        values = obj.clipped_pg_loss(logp, logp.detach(), adv, mb.pg_mask_B_T,
-                                     eps_low=o.eps_low, eps_high=o.eps_high)
+        old = logp.detach() if old_logp_B_T is None else old_logp_B_T.to(logp.dtype)
+        values = obj.clipped_pg_loss(logp, old, adv, mb.pg_mask_B_T, eps_low=o.eps_low, eps_high=o.eps_high)
         weighted = values * mb.unit_weights_B_T.to(values.dtype)
-        loss = loss + obj.token_mean(weighted, mb.pg_mask_B_T, num_tokens_global=num_units).float()
-        res.sums["clipped"] = 0.0  # on-policy: the ratio is exactly 1, nothing is ever clipped
+        pg_loss = obj.token_mean(weighted, mb.pg_mask_B_T, num_tokens_global=num_units)
+        if hybrid:
+            pg_loss = pg_loss * o.hybrid_lambda
+        loss = loss + pg_loss.float()
+        if old_logp_B_T is None:
+            res.sums["clipped"] = 0.0  # on-policy: the ratio is exactly 1, nothing is ever clipped
+        else:
+            res.sums["clipped"] = float(obj.pg_clip_binds(logp, old, adv, mb.pg_mask_B_T,
+                                                          eps_low=o.eps_low, eps_high=o.eps_high).sum())
         res.sums["clipped_n"] = float(mb.pg_mask_B_T.sum())
+        if ref_logp_B_T is not None:  # k3 KL to the frozen initial policy, same token mean
+            kl = obj.k3_kl(logp, ref_logp_B_T.to(logp.dtype), mb.pg_mask_B_T)
+            kl_w = kl * mb.unit_weights_B_T.to(kl.dtype)
+            loss = loss + (o.kl_coef * obj.token_mean(kl_w, mb.pg_mask_B_T, num_tokens_global=num_units)).float()
+            res.sums["kl_ref"] = float(kl.detach().sum())
+            res.sums["kl_ref_n"] = float(mb.pg_mask_B_T.sum())
     res.loss = loss
     return res
 

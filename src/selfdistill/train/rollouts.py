@@ -32,6 +32,8 @@ class Rollouts:
         siblings: SDPO/SRPO: the first successful OTHER sample of the group (text) or None.
         advantages_B: GRPO/SRPO group advantages (float32 [B]) or None.
         zero_signal_fraction: share of groups whose rewards are all equal (no PG signal).
+        overlong_B: DAPO overlong penalty added to each reward before the advantages (float64
+            [B], <= 0), or None when the shaping is off.
     """
 
     examples: list[Example]
@@ -43,13 +45,53 @@ class Rollouts:
     siblings: list[str | None] | None = None
     advantages_B: torch.Tensor | None = None
     zero_signal_fraction: float | None = None
+    overlong_B: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
 
+    def select(self, rows: Sequence[int]) -> "Rollouts":
+        """The samples ``rows`` (whole groups, so advantages and siblings stay valid);
+        ``zero_signal_fraction`` is recomputed from the kept rewards."""
+        rows = list(rows)
+        pick = lambda xs: None if xs is None else [xs[i] for i in rows]  # noqa: E731
+        idx = torch.tensor(rows, dtype=torch.long)
+        out = Rollouts(pick(self.examples), pick(self.group_ids), pick(self.response_ids), pick(self.texts),
+                       pick(self.truncated), pick(self.rewards), pick(self.siblings),
+                       None if self.advantages_B is None else self.advantages_B[idx],
+                       None, None if self.overlong_B is None else self.overlong_B[idx])
+        if self.zero_signal_fraction is not None:
+            out.zero_signal_fraction = len(flat_groups(out)) / max(len(set(out.group_ids)), 1)
+        return out
 
-def sampling_params(cfg: TrainConfig, *, step: int, rank: int):
-    """SamplingParams of a step; the seed depends on (seed, step, rank) so resumes replay exactly."""
+    @staticmethod
+    def concat(parts: Sequence["Rollouts"]) -> "Rollouts":
+        """The samples of ``parts`` in order (group ids must already be distinct)."""
+        first = parts[0]
+        cat = lambda name: (None if getattr(first, name) is None  # noqa: E731
+                            else [x for p in parts for x in getattr(p, name)])
+        tensor = lambda name: (None if getattr(first, name) is None  # noqa: E731
+                               else torch.cat([getattr(p, name) for p in parts]))
+        out = Rollouts(cat("examples"), cat("group_ids"), cat("response_ids"), cat("texts"), cat("truncated"),
+                       cat("rewards"), cat("siblings"), tensor("advantages_B"), None, tensor("overlong_B"))
+        if first.zero_signal_fraction is not None:
+            out.zero_signal_fraction = len(flat_groups(out)) / max(len(set(out.group_ids)), 1)
+        return out
+
+
+def flat_groups(ro: Rollouts) -> list[int]:
+    """Group ids (in order of appearance) whose rewards are all equal: all 0 or all 1 with binary
+    rewards, so their group advantage is 0 (DAPO dynamic sampling drops them). Raw rewards, not the
+    overlong-shaped ones, as DAPO's recipe filters on accuracy."""
+    rewards: dict[int, list[float]] = {}
+    for g, r in zip(ro.group_ids, ro.rewards or []):
+        rewards.setdefault(g, []).append(r)
+    return [g for g, rs in rewards.items() if max(rs) == min(rs)]
+
+
+def sampling_params(cfg: TrainConfig, *, step: int, rank: int, batch: int = 0):
+    """SamplingParams of a step; the seed depends on (seed, step, rank, batch) so resumes replay
+    exactly. ``batch``: dynamic sampling's extra batches of a step (0: the first)."""
     from selfdistill.rollout import SamplingParams
 
     s = cfg.sampling
@@ -59,7 +101,7 @@ def sampling_params(cfg: TrainConfig, *, step: int, rank: int):
         top_p=s.top_p,
         top_k=s.top_k,
         max_new_tokens=s.max_new_tokens,
-        seed=(cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31),
+        seed=(cfg.seed * 1_000_003 + step * 1_009 + rank + batch * 7_919_111) % (2**31),
         do_sample=not greedy,
         n=s.rollouts_per_prompt,
     )
@@ -72,9 +114,9 @@ def needs_rewards(cfg: TrainConfig, examples: Sequence[Example]) -> bool:
 
 
 def sample(cfg: TrainConfig, backend, renderer, prompts: Sequence[Example], group_offset: int,
-           *, step: int, rank: int) -> Rollouts:
+           *, step: int, rank: int, batch: int = 0) -> Rollouts:
     """Sample ``rollouts_per_prompt`` responses per prompt from the student context."""
-    params = sampling_params(cfg, step=step, rank=rank)
+    params = sampling_params(cfg, step=step, rank=rank, batch=batch)
     prompt_ids = [renderer.prompt_ids("student", ex) for ex in prompts]
     samples = backend.generate(prompt_ids, params)
     examples = [prompts[s.prompt_index] for s in samples]
@@ -98,11 +140,17 @@ def reward(cfg: TrainConfig, reward_scorer, out: Rollouts) -> Rollouts:
         from selfdistill.contexts import choose_siblings
 
         out.siblings = choose_siblings(out.texts, out.rewards, out.group_ids)
-    if method.uses_pg:
-        from selfdistill.objectives import group_advantages
+    if methods.takes_pg(method, cfg.objective.hybrid_lambda):
+        from selfdistill.objectives import group_advantages, overlong_penalty
 
         n = cfg.sampling.rollouts_per_prompt
         rewards_G_N = torch.tensor(out.rewards, dtype=torch.float32).view(-1, n)
+        if cfg.objective.overlong_buffer > 0:  # DAPO: the advantage sees the shaped reward
+            out.overlong_B = overlong_penalty(
+                torch.tensor([len(ids) for ids in out.response_ids]), max_len=cfg.sampling.max_new_tokens,
+                buffer=cfg.objective.overlong_buffer, penalty=cfg.objective.overlong_penalty)
+            shaped = torch.tensor(out.rewards, dtype=torch.float64) + out.overlong_B
+            rewards_G_N = shaped.to(torch.float32).view(-1, n)
         adv = group_advantages(rewards_G_N, normalize_std=cfg.objective.adv_std_norm)
         out.advantages_B = adv.advantages_G_N.reshape(-1)
         out.zero_signal_fraction = adv.zero_signal_fraction

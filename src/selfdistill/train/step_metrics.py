@@ -75,6 +75,7 @@ def step_row(method, step: int, ro, plans, results, outcome: StepOutcome, timer:
         "context": float(sum(int(p.batches[method.teacher_context].has_context_B.sum())
                              for p in plans)) if "sdpo" in method.metrics else 0.0,
         "zero_signal": float(ro.zero_signal_fraction or 0.0),
+        **({} if ro.overlong_B is None else {"overlong": float(ro.overlong_B.sum())}),
         **sums,
     }
     keys = sorted(local)
@@ -109,4 +110,11 @@ def step_row(method, step: int, ro, plans, results, outcome: StepOutcome, timer:
         row["antisd/u_mean"] = ratio("antisd_u", "teacher_entropy_n")
     if "sdpo" in method.metrics:
         row["sdpo/context_frac"] = g["context"] / max(g["n"], 1)
+    # present only when their feature is on, so a default run's row keeps its keys
+    if "is_weight_n" in g:  # several updates per step: mean SDPO importance weight of distill tokens
+        row["distill/is_weight"] = ratio("is_weight", "is_weight_n")
+    if "kl_ref_n" in g:  # objective.kl_coef > 0: mean k3 KL to the initial policy per PG token
+        row["pg/kl_ref"] = ratio("kl_ref", "kl_ref_n")
+    if "overlong" in g:  # DAPO overlong shaping: mean penalty added to the rewards (<= 0)
+        row["reward/overlong_penalty"] = g["overlong"] / max(g["n"], 1)
     return row
