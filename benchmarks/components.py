@@ -40,6 +40,7 @@ import selfdistill.rollout.hf_generate as hf_generate
 from generate import QUESTIONS, _NeverStops  # benchmarks/ is the script's directory
 from machine import add_dtype_option, header, machine, record
 from selfdistill.models import (
+    ForwardInputs,
     LoraSettings,
     apply_lora,
     load_model,
@@ -88,7 +89,7 @@ def shape_rows(lora, passes: int = 20) -> list[tuple[str, str]]:
             L = rng.randint(200, 460)
             ids = torch.randint(100, 40000, (1, L))
             start = time.perf_counter()
-            hidden = response_hidden(lora, ids, torch.ones_like(ids), torch.arange(L)[None], L - 128, 128)
+            hidden = response_hidden(lora, ForwardInputs(ids, torch.ones_like(ids), torch.arange(L)[None], L - 128, 128))
             hidden.float().square().mean().backward()
             times.append(time.perf_counter() - start)
         lora.zero_grad(set_to_none=True)
@@ -104,12 +105,12 @@ def call_cost_rows(lora, repeats: int) -> list[tuple[str, str]]:
     with torch.no_grad(), adapter_disabled(lora):
         for L in (2, 129, 385):
             ids = torch.randint(100, 40000, (1, L), generator=torch.Generator().manual_seed(L))
-            args = (ids, torch.ones_like(ids), torch.arange(L)[None], 1, L - 1)
-            response_hidden(lora, *args)  # warm-up: this shape's kernels
+            args = ForwardInputs(ids, torch.ones_like(ids), torch.arange(L)[None], 1, L - 1)
+            response_hidden(lora, args)  # warm-up: this shape's kernels
 
             def five(args=args):
                 for _ in range(5):
-                    response_hidden(lora, *args)
+                    response_hidden(lora, args)
 
             rows.append((f"no-grad pass, 1 row x {L} columns, adapter off", f"{best(five, repeats) * 200:.1f} ms"))
     return rows
@@ -141,7 +142,7 @@ def main() -> None:
         rows.append((f"rollout 8 x 128 tokens, sampler={sampler}", f"{best(lambda: backend.generate(prompts, params), a.repeats):.2f} s"))
 
     ids = torch.randint(100, 40000, (1, 325), generator=torch.Generator().manual_seed(0))
-    batch = (ids, torch.ones_like(ids), torch.arange(325)[None], 197, 128)
+    batch = ForwardInputs(ids, torch.ones_like(ids), torch.arange(325)[None], 197, 128)
     direction = torch.randn(1, 128, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
     lora.train()
     # apply_lora sets the autocast marker only for bf16/fp16 weights: float32 has no mixed variant
@@ -151,7 +152,7 @@ def main() -> None:
             delattr(lora, _AUTOCAST_ATTR)
 
         def fwd_bwd():
-            (response_hidden(lora, *batch).float() * direction).sum().backward()
+            (response_hidden(lora, batch).float() * direction).sum().backward()
 
         fwd_bwd()
         label = f"lora mixed_precision={mixed}" if saved is not None else f"{hw.dtype} weights, no mixed variant"

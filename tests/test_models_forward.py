@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 
 import pytest
@@ -12,6 +14,7 @@ from selfdistill.models import (
     apply_lora,
     load_model,
     merged_adapter,
+    ForwardInputs,
     output_layer,
     response_hidden,
     response_logits,
@@ -31,14 +34,16 @@ def left_padded(prompts, responses, pad=2):
         ids[row, P - len(p) : P + len(r)] = torch.tensor(p + r)
         mask[row, P - len(p) : P + len(r)] = 1
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, position_ids, P, T
+    return ForwardInputs(ids, mask, position_ids, P, T)
 
 
 def assert_matches_own_logits(model, rtol=1e-4, atol=1e-4):
-    ids, mask, pos, start, T = left_padded(PROMPTS, RESPONSES)
+    inputs = left_padded(PROMPTS, RESPONSES)
+    ids, mask, pos, start, T = (inputs.ids_B_L, inputs.attention_mask_B_L, inputs.position_ids_B_L,
+                               inputs.response_start, inputs.T)
     model.eval()
     with torch.no_grad():
-        logits_B_T_V = response_logits(model, ids, mask, pos, start, T)
+        logits_B_T_V = response_logits(model, inputs)
         for row, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
             alone = model(input_ids=torch.tensor([p + r])).logits[0]
             expected = alone[len(p) - 1 : len(p) - 1 + len(r)]
@@ -60,14 +65,16 @@ def test_response_logits_equal_own_logits_left_padded(tiny):
 
 def test_response_hidden_shape_and_gradient(tiny):
     model, _ = tiny
-    ids, mask, pos, start, T = left_padded(PROMPTS, RESPONSES)
-    hidden_B_T_H = response_hidden(model, ids, mask, pos, start, T)
+    inputs = left_padded(PROMPTS, RESPONSES)
+    ids, mask, pos, start, T = (inputs.ids_B_L, inputs.attention_mask_B_L, inputs.position_ids_B_L,
+                               inputs.response_start, inputs.T)
+    hidden_B_T_H = response_hidden(model, inputs)
     assert hidden_B_T_H.shape == (3, T, 64)
     hidden_B_T_H.sum().backward()
     assert output_layer(model).weight_V_H.grad is not None
     model.zero_grad()
     with pytest.raises(ValueError, match="response_start"):
-        response_hidden(model, ids, mask, pos, start, T + 1)
+        response_hidden(model, dataclasses.replace(inputs, T=T + 1))
 
 
 def test_untied_head_with_bias_and_softcap():
@@ -92,9 +99,11 @@ def test_untied_head_with_bias_and_softcap():
 
 def test_lora_trainable_count_and_disabled_adapter_equals_base(tiny):
     model = copy.deepcopy(tiny[0])
-    ids, mask, pos, start, T = left_padded(PROMPTS, RESPONSES)
+    inputs = left_padded(PROMPTS, RESPONSES)
+    ids, mask, pos, start, T = (inputs.ids_B_L, inputs.attention_mask_B_L, inputs.position_ids_B_L,
+                               inputs.response_start, inputs.T)
     with torch.no_grad():
-        base_B_T_V = response_logits(model.eval(), ids, mask, pos, start, T)
+        base_B_T_V = response_logits(model.eval(), inputs)
     expected = sum(  # brute force: r * (in + out) for every targeted Linear
         8 * (m.in_features + m.out_features)
         for name, m in model.named_modules()
@@ -108,9 +117,9 @@ def test_lora_trainable_count_and_disabled_adapter_equals_base(tiny):
         for name, p in lora.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)  # a non-trivial adapter (B starts at zero)
-        adapted_B_T_V = response_logits(lora, ids, mask, pos, start, T)
+        adapted_B_T_V = response_logits(lora, inputs)
         with lora.disable_adapter():
-            disabled_B_T_V = response_logits(lora, ids, mask, pos, start, T)
+            disabled_B_T_V = response_logits(lora, inputs)
     assert not torch.allclose(adapted_B_T_V, base_B_T_V, atol=1e-2)
     torch.testing.assert_close(disabled_B_T_V, base_B_T_V)
     assert_matches_own_logits(lora)  # the helpers work through the peft wrappers
@@ -129,18 +138,20 @@ def test_merged_adapter_equals_unmerged_and_restores_base_exactly(tiny, dtype, b
             if "lora_B" in name:
                 p.normal_(0, b_scale)
     before = {n: p.clone() for n, p in lora.named_parameters()}
-    ids, mask, pos, start, T = left_padded(PROMPTS, RESPONSES)
+    inputs = left_padded(PROMPTS, RESPONSES)
+    ids, mask, pos, start, T = (inputs.ids_B_L, inputs.attention_mask_B_L, inputs.position_ids_B_L,
+                               inputs.response_start, inputs.T)
     with torch.no_grad():
-        unmerged = response_logits(lora, ids, mask, pos, start, T).float()
+        unmerged = response_logits(lora, inputs).float()
         with merged_adapter(lora):
-            merged = response_logits(lora, ids, mask, pos, start, T).float()
+            merged = response_logits(lora, inputs).float()
             changed = [n for n, p in lora.named_parameters() if not torch.equal(p, before[n])]
             assert changed and all("base_layer" in n for n in changed)
     if dtype == "float32":
         torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-4)
     elif b_scale > 0.1:  # bf16 rounds W + BA once: close on average, far closer than the base is
         with torch.no_grad(), lora.disable_adapter():
-            base = response_logits(lora, ids, mask, pos, start, T).float()
+            base = response_logits(lora, inputs).float()
         error = (merged - unmerged).abs().mean()
         assert error < 0.1 * (base - unmerged).abs().mean() and error < 0.01 * unmerged.abs().max()
     for name, p in lora.named_parameters():

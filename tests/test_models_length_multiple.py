@@ -45,11 +45,11 @@ def hidden_and_grads(model, args, multiple, probe):
     model.zero_grad()
     lengths, hook = seen_lengths(model)
     try:
-        h = response_hidden(model, *args)
+        h = response_hidden(model, args)
     finally:
         hook.remove()
         set_length_multiple(model, 1)
-    valid = args[1][:, args[3]:].bool()
+    valid = args.attention_mask_B_L[:, args.response_start:].bool()
     (h[valid] * probe[: int(valid.sum())]).sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return h.detach(), valid, grads, lengths
@@ -75,7 +75,7 @@ def test_padding_changes_no_output_and_no_gradient(model64, prompts, data, multi
     probe = torch.randn(sum(map(len, responses)), model64.config.hidden_size, dtype=torch.float64)
     h1, valid, g1, n1 = hidden_and_grads(model64, args, 1, probe)
     hm, _, gm, nm = hidden_and_grads(model64, args, multiple, probe)
-    L = args[0].shape[1]
+    L = args.ids_B_L.shape[1]
     assert n1 == [L] and nm == [L + (-L % multiple)] and nm[0] % multiple == 0
     assert hm.shape == h1.shape
     torch.testing.assert_close(hm[valid], h1[valid], rtol=1e-10, atol=1e-10)
@@ -108,7 +108,7 @@ def test_shared_prefix_segments_are_bucketed_and_unchanged(model64):
     args = [left_padded([header + q + tail for q in questions], responses) for tail in ([11], [12, 13])]
     ops = prefix.plan([prefix.prompts(a) for a in args])
     with torch.no_grad():
-        expected = [response_hidden(model64, *a) for a in args]
+        expected = [response_hidden(model64, a) for a in args]
         set_length_multiple(model64, 16)
         lengths, hook = seen_lengths(model64)
         try:
@@ -121,7 +121,7 @@ def test_shared_prefix_segments_are_bucketed_and_unchanged(model64):
     assert finals and all(n % 16 == 0 for n in finals)  # right-padded
     assert extends and all(n % 16 == 0 for n in extends)  # cached: masked columns on the left
     for a, h, e in zip(args, shared, expected):
-        valid = a[1][:, a[3]:].bool()
+        valid = a.attention_mask_B_L[:, a.response_start:].bool()
         torch.testing.assert_close(h[valid], e[valid], rtol=1e-10, atol=1e-10)
 
 

@@ -33,7 +33,7 @@ def layers(model):
 
 def hidden(model):
     with torch.no_grad():
-        return response_hidden(model, *left_padded(PROMPTS, RESPONSES))
+        return response_hidden(model, left_padded(PROMPTS, RESPONSES))
 
 
 def test_same_base_outputs_as_peft_and_state_restored(lora):

@@ -41,7 +41,7 @@ def hidden_and_grads(lora, mixed: bool):
         delattr(lora, _AUTOCAST_ATTR)
     try:
         lora.zero_grad(set_to_none=True)
-        h = response_hidden(lora, *left_padded(PROMPTS, RESPONSES))
+        h = response_hidden(lora, left_padded(PROMPTS, RESPONSES))
         direction = torch.randn(h.shape, generator=torch.Generator().manual_seed(7))
         (h.float() * direction).sum().backward()
         grads = {n: p.grad.clone() for n, p in lora.named_parameters() if p.requires_grad}
@@ -64,7 +64,7 @@ def test_mixed_precision_adapter_runs_bf16_keeps_float32_weights_and_grads(tiny)
     assert all(p.dtype == torch.float32 for p in lora.parameters() if p.requires_grad)
     assert all(g.dtype == torch.float32 for g in g_mixed.values())
     with torch.no_grad(), lora.disable_adapter():
-        base = response_hidden(lora, *left_padded(PROMPTS, RESPONSES)).float()
+        base = response_hidden(lora, left_padded(PROMPTS, RESPONSES)).float()
     # the difference is bf16 rounding: far smaller than what the adapter contributes
     assert (h_mixed - h_full).abs().mean() < 0.05 * (h_full - base).abs().mean()
     flat = lambda g: torch.cat([v.flatten() for v in g.values()])  # noqa: E731
@@ -79,10 +79,10 @@ def test_disabled_adapter_is_bit_identical_and_other_models_are_untouched(tiny):
     with torch.no_grad(), lora.disable_adapter():
         with adapter_compute(lora):
             assert not torch.is_autocast_enabled("cpu")  # no autocast around base passes
-        through = response_hidden(lora, *batch)
+        through = response_hidden(lora, batch)
         saved = getattr(lora, _AUTOCAST_ATTR)
         delattr(lora, _AUTOCAST_ATTR)
-        plain = response_hidden(lora, *batch)
+        plain = response_hidden(lora, batch)
         setattr(lora, _AUTOCAST_ATTR, saved)
     assert torch.equal(through, plain)
     assert not hasattr(lora_model(tiny, torch.float32), _AUTOCAST_ATTR)  # nothing to gain in float32

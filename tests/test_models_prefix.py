@@ -43,8 +43,8 @@ def purified_contexts():
 def assert_same_as_separate(model, args, shared, tol=1e-10):
     with torch.no_grad():
         for a, h in zip(args, shared):
-            valid = a[1][:, a[3]:].bool()
-            expected = response_hidden(model, *a)
+            valid = a.attention_mask_B_L[:, a.response_start:].bool()
+            expected = response_hidden(model, a)
             assert h.shape == expected.shape
             torch.testing.assert_close(h[valid], expected[valid], rtol=tol, atol=tol)
 
@@ -57,7 +57,7 @@ def test_purified_contexts_share_header_and_question(model64):
     finals = {op.batch: op for op in ops if op.batch is not None}
     assert finals[1].parent == extends[0].node  # reference-only sits on the header
     assert finals[0].parent == finals[2].parent == extends[1].node  # privileged and base on the question
-    assert prefix.plan_cost(ops, 5) < sum(a[0].numel() for a in args)
+    assert prefix.plan_cost(ops, 5) < sum(a.ids_B_L.numel() for a in args)
     with torch.no_grad():
         shared = prefix.run_plan(model64, ops, args)
     assert_same_as_separate(model64, args, shared)
@@ -122,10 +122,10 @@ def test_fixed_lora_teacher_shares_prefixes_with_the_adapter_off():
     assert teacher.shares_prefixes()
     shared = teacher.hidden_shared(prefix.plan([prefix.prompts(a) for a in args]), args)
     for a, h in zip(args, shared):
-        valid = a[1][:, a[3]:].bool()
-        torch.testing.assert_close(h[valid], teacher.hidden(*a)[valid], rtol=1e-10, atol=1e-10)
+        valid = a.attention_mask_B_L[:, a.response_start:].bool()
+        torch.testing.assert_close(h[valid], teacher.hidden(a)[valid], rtol=1e-10, atol=1e-10)
         with torch.no_grad():
-            live = response_hidden(model, *a)
+            live = response_hidden(model, a)
         assert not torch.allclose(h[valid], live[valid], atol=1e-3)
 
 

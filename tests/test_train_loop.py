@@ -175,7 +175,7 @@ def test_stacked_no_grad_passes_equal_separate_passes():
         ["teacher", "refonly", "base"], examples, [[11, 12, 13], [14, 15]])
     stacked = passes_mod.stacked_hidden(handle, list(batches.values()))
     for got, batch in zip(stacked, batches.values()):
-        alone = handle.hidden(*passes_mod.fwd_args(batch))
+        alone = handle.hidden(passes_mod.forward_inputs(batch))
         mask = batch.response_mask_B_T.bool()
         torch.testing.assert_close(got[mask], alone[mask], rtol=1e-4, atol=1e-5)
 
@@ -305,14 +305,14 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk,
     mask = mb.distill_mask_B_T.bool()
 
     def logits64(handle_hidden, weight, role):
-        h = handle_hidden(*passes_mod.fwd_args(mb.batches[role]))
+        h = handle_hidden(passes_mod.forward_inputs(mb.batches[role]))
         return (h.double() @ weight.detach().double().T)[mask] / tau
 
     p = trainer.passes
     with torch.no_grad():
         t = logits64(p.teacher.hidden, p.teacher.output_layer().weight_V_H, "teacher")
         r = logits64(p.base.hidden, p.base.output_layer().weight_V_H, "refonly")
-        s = logits64(lambda *a: response_hidden(p.model, *a), p.model.get_output_embeddings().weight, "student")
+        s = logits64(lambda a: response_hidden(p.model, a), p.model.get_output_embeddings().weight, "student")
     logp = t.log_softmax(-1)
     n = float(mask.sum())
     assert res.sums["teacher_entropy_n"] == n

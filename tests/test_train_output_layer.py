@@ -49,8 +49,8 @@ def test_opsd_loss_with_a_biased_lm_head_equals_the_float64_loss_on_the_models_l
 
     mask = mb.distill_mask_B_T.bool()
     with torch.no_grad():  # the model's own logits (HF head: weight and bias), in float64
-        s = response_logits(p.model, *passes_mod.fwd_args(mb.batches["student"])).double()
-        t = p.teacher.logits(*passes_mod.fwd_args(mb.batches["teacher"])).double()
+        s = response_logits(p.model, passes_mod.forward_inputs(mb.batches["student"])).double()
+        t = p.teacher.logits(passes_mod.forward_inputs(mb.batches["teacher"])).double()
     tau = cfg.objective.temperature
     target = (t / tau).log_softmax(-1)
     div = generalized_jsd(s, target, beta=cfg.objective.beta, temperature=tau, mask=mask)
@@ -66,9 +66,9 @@ def test_policy_gradient_log_probs_include_the_bias(tmp_path):
     mb = _microbatch(trainer)
     batch = mb.batches["student"]
     with torch.no_grad():
-        h = passes_mod.ResponseScorer(trainer.model)(*passes_mod.fwd_args(batch))
+        h = passes_mod.ResponseScorer(trainer.model)(passes_mod.forward_inputs(batch))
         got = passes_mod.token_logprobs(h, output_layer(trainer.model), batch.response_ids_B_T, 2)
-        logits = response_logits(trainer.model, *passes_mod.fwd_args(batch)).double()
+        logits = response_logits(trainer.model, passes_mod.forward_inputs(batch)).double()
     want = logits.log_softmax(-1).gather(-1, batch.response_ids_B_T.unsqueeze(-1)).squeeze(-1)
     m = batch.response_mask_B_T.bool()
     torch.testing.assert_close(got.double()[m], want[m], rtol=1e-5, atol=1e-5)
