@@ -14,9 +14,8 @@ from selfdistill.train.config import (
     TINY_SIZES,
     load_config,
     recipe_names,
-    validate_examples,
-    validate_vocab,
 )
+from selfdistill.train.checks import validate_examples, validate_vocab
 from selfdistill.train.metrics import MetricsLogger, quantiles
 from selfdistill.train.optim import lr_factor
 from selfdistill.types import Example

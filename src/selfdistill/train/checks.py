@@ -12,14 +12,23 @@ import typing
 
 from selfdistill import methods
 
-from .config import SECTIONS, ConfigError, TrainConfig
+from .errors import ConfigError
+
+if typing.TYPE_CHECKING:  # config imports this module (load_config validates), not the reverse
+    from .config import TrainConfig
+
+
+def _sections(cfg: TrainConfig) -> dict[str, object]:
+    """name -> section object (the dataclass-valued fields of the config)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if dataclasses.is_dataclass(getattr(cfg, f.name))}
 
 
 def validate(cfg: TrainConfig) -> None:
     """Reject impossible configurations before any model is loaded. Raises ConfigError."""
     errors: list[str] = []
-    for section in [cfg] + [getattr(cfg, s) for s in SECTIONS]:
-        prefix = "" if section is cfg else next(s for s in SECTIONS if getattr(cfg, s) is section) + "."
+    for name, section in [("", cfg), *_sections(cfg).items()]:
+        prefix = f"{name}." if name else ""
         for f in dataclasses.fields(section):
             choices = f.metadata.get("choices")
             value = getattr(section, f.name)
@@ -123,7 +132,7 @@ def _method_errors(cfg: TrainConfig) -> list[str]:
 def ignored_keys(cfg: TrainConfig, method: methods.Method) -> list[tuple[str, object, list[str]]]:
     """(key, value, methods that read it) for every method-dependent key (``methods.GOVERNED_KEYS``)
     whose value differs from its default although ``method`` does not read it."""
-    defaults = TrainConfig()
+    defaults = type(cfg)()
     out = []
     for key in sorted(methods.GOVERNED_KEYS - method.keys):
         section, name = key.split(".")

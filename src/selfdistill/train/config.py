@@ -30,11 +30,10 @@ from typing import Any
 
 import yaml
 
+from .checks import validate  # checks never import config: no import circle
+from .errors import ConfigError
+
 from selfdistill.methods import METHODS, TEACHERS
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the key and the fix."""
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, parse: Any = None, **kw: Any) -> Any:
@@ -510,6 +509,3 @@ def describe() -> str:
 def to_yaml(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
-
-# the checks live in checks.py; re-exported here so ``config`` stays the one import for callers
-from .checks import check_world, validate, validate_examples, validate_vocab  # noqa: E402,F401

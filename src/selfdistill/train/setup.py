@@ -12,7 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, TrainConfig, check_world, validate, validate_examples, validate_vocab
+from .checks import check_world, validate, validate_examples, validate_vocab
+from .config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
 
