@@ -28,10 +28,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import yaml
 
 from .checks import validate  # checks never import config: no import circle
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 from selfdistill.methods import METHODS, TEACHERS
 
@@ -91,7 +95,7 @@ class DataConfig:
     spec: str = _f("gsm8k-100", "offline name (gsm8k-100, champ, rg:<task>), local file or hub id")
     columns: dict = _f({}, "field -> column mapping, as `selfdistill data check --columns`: "
                        "problem=q,solution=ref or {problem: q, solution: ref}; fields: problem, "
-                       "solution, answer, id (unmapped fields use the recognised names)", parse=_columns)
+                       "solution, answer, id, feedback (unmapped fields use the recognised names)", parse=_columns)
     split: typing.Optional[str] = _f(None, "dataset split (hub / multi-split sources)")
     limit: typing.Optional[int] = _f(None, "use only the first N examples")
     on_bad_rows: str = _f("error", "what to do with invalid rows", ("error", "skip"))
@@ -249,8 +253,9 @@ PRIMARY = {"model": "name", "data": "spec", "method": "name"}
 DOTTED_ONLY = ("eval",)
 
 # The random test model only checks that a recipe runs; its samples are noise, so a published
-# 32 prompts x 1024 tokens step would take minutes on a CPU for nothing. These sizes apply when
-# model.name is tiny-random, unless the key is given on the command line or tiny_sizes=false.
+# 32 prompts x 1024 tokens step would take minutes on a CPU for nothing. These sizes replace a
+# bundled recipe's when model.name is tiny-random, never a value the user set (command line or
+# their own YAML file), unless tiny_sizes=false.
 TINY_MODELS = ("tiny-random",)
 TINY_SIZES = {
     "schedule.prompts_per_step": 2,
@@ -328,20 +333,58 @@ def recipe_text(name_or_path: str) -> str:
 
 
 def load_config(recipe: str | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
-    """Build and validate a config from a recipe (bundled name or YAML path) and overrides."""
+    """Build and validate a config from a recipe (bundled name or YAML path) and overrides.
+
+    With a tiny model (``TINY_MODELS``) and ``tiny_sizes`` on, ``TINY_SIZES`` replaces the values of
+    a bundled recipe, never a value the user set: a key on the command line or in the user's own
+    YAML file keeps its value. Every value changed is logged (key: old -> new).
+    """
     raw: dict = {}
     if recipe is not None:
         raw = yaml.safe_load(recipe_text(recipe)) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"recipe {recipe!r} must be a YAML mapping of sections")
     cfg = from_dict(raw)
-    explicit = apply_overrides(cfg, overrides)
+    user_set = apply_overrides(cfg, overrides)
+    if recipe is not None and not _is_bundled(recipe):
+        user_set |= _yaml_keys(raw)
     if cfg.tiny_sizes and cfg.model.name in TINY_MODELS:
+        changed = []
         for key, value in TINY_SIZES.items():
-            if key not in explicit:
+            old = _get(cfg, key)
+            if key not in user_set and old != value:
                 _set(cfg, key.split("."), value)
+                changed.append(f"{key} {old} -> {value}")
+        if changed:
+            log.warning("model=%s: smoke sizes for a random test model (tiny_sizes=false keeps the "
+                        "recipe's): %s", cfg.model.name, ", ".join(changed))
     validate(cfg)
     return cfg
+
+
+def _is_bundled(recipe: str) -> bool:
+    path = Path(recipe)
+    return not (path.suffix in (".yaml", ".yml") or path.exists()) and recipe in recipe_names()
+
+
+def _yaml_keys(raw: dict) -> set[str]:
+    """The dotted keys a recipe mapping sets (``model: tiny-random`` sets ``model.name``)."""
+    keys = set()
+    for key, value in raw.items():
+        if key in SECTIONS and isinstance(value, dict):
+            keys |= {f"{key}.{sub}" for sub in value}
+        elif key in PRIMARY:
+            keys.add(f"{key}.{PRIMARY[key]}")
+        else:
+            keys.add(key)
+    return keys
+
+
+def _get(cfg: TrainConfig, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def from_dict(raw: dict) -> TrainConfig:
@@ -405,9 +448,42 @@ def resolve_key(key: str) -> list[str]:
     raise ConfigError(_unknown(key))
 
 
-def _unknown(key: str) -> str:
+# Names other tools use for a key (HF Trainer, TRL, verl): a typo of one of them is suggested as
+# the key it means here ("lernrate" -> lr, via learning_rate).
+KNOWN_AS = {
+    "learning_rate": "lr", "lr_rate": "lr", "num_steps": "max_steps", "steps": "max_steps",
+    "max_iters": "max_steps", "total_steps": "max_steps", "batch_size": "prompts_per_step",
+    "train_batch_size": "prompts_per_step", "per_device_train_batch_size": "micro_batch_size",
+    "num_generations": "rollouts_per_prompt", "group_size": "rollouts_per_prompt",
+    "max_completion_length": "max_new_tokens", "max_tokens": "max_new_tokens",
+    "max_response_length": "max_new_tokens", "warmup": "warmup_steps", "grad_clip": "max_grad_norm",
+    "max_norm": "max_grad_norm", "clip_grad_norm": "max_grad_norm", "lora_rank": "lora.r",
+    "lora_alpha": "lora.alpha", "model_name": "model.name", "model_name_or_path": "model.name",
+    "dataset": "data.spec", "dataset_name": "data.spec", "beta_jsd": "beta", "tau": "objective.temperature",
+}
+
+
+def suggest(key: str, n: int = 3) -> list[str]:
+    """Keys close to an unknown ``key``: matched as a whole, on its last path component (so
+    ``optimizer.lernrate`` finds ``lr``), and through the names other tools use (``KNOWN_AS``)."""
     keys = all_keys()
-    close = difflib.get_close_matches(key, keys + [k.split(".")[-1] for k in keys], n=3)
+    last = key.split(".")[-1]
+    by_short: dict[str, str] = {}
+    for k in keys:
+        by_short.setdefault(k.split(".")[-1], k)
+    candidates = {**{k: k for k in keys}, **{s: s for s in by_short},
+                  **{alias: f"{target} ({alias})" for alias, target in KNOWN_AS.items()}}
+    scored: dict[str, float] = {}
+    for probe in {key, last}:
+        for match in difflib.get_close_matches(probe, list(candidates), n=6, cutoff=0.6):
+            ratio = difflib.SequenceMatcher(None, probe, match).ratio()
+            label = candidates[match]
+            scored[label] = max(scored.get(label, 0.0), ratio)
+    return sorted(scored, key=lambda label: -scored[label])[:n]
+
+
+def _unknown(key: str) -> str:
+    close = suggest(key)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return f"unknown config key {key!r}{hint} (selfdistill train --list-keys lists every key)"
 
