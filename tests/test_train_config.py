@@ -56,7 +56,7 @@ def test_overrides_shorthands_and_coercion():
 
 
 @pytest.mark.parametrize("override, needle", [
-    (["max_step=3"], "unknown config key 'max_step'; did you mean max_steps"),
+    (["max_step=3"], "unknown config key 'max_step'; did you mean schedule.max_steps"),
     (["temperature=1"], "ambiguous: write one of sampling.temperature, objective.temperature"),
     (["method=dpo"], "choose one of opsd, purified-opsd, sdpo, grpo, srpo"),
     (["objective.support=topk"], "choose one of full, teacher_topk, student_topk"),
@@ -214,3 +214,47 @@ def test_lr_schedule_warmup_constant_and_cosine():
     assert lr_factor(0, cfg.schedule) == pytest.approx(1.0)
     assert lr_factor(5, cfg.schedule) == pytest.approx(0.55)
     assert lr_factor(10, cfg.schedule) == pytest.approx(0.1)
+
+
+def test_typos_are_matched_on_the_last_component_and_on_other_tools_names():
+    with pytest.raises(ConfigError, match=r"did you mean optimizer\.lr \(called learning_rate elsewhere\)"):
+        load_config("smoke", ["lernrate=1"])
+    with pytest.raises(ConfigError, match=r"did you mean optimizer\.lr"):
+        load_config("smoke", ["optimizer.lernrate=1"])
+    with pytest.raises(ConfigError, match=r"did you mean sampling\.rollouts_per_prompt"):
+        load_config("smoke", ["num_generations=4"])
+
+
+def test_tiny_presets_never_override_the_users_yaml_and_say_what_they_change(tmp_path, caplog):
+    own = tmp_path / "mine.yaml"
+    own.write_text("model: {name: tiny-random}\nmethod: {name: opsd}\n"
+                   "schedule: {prompts_per_step: 8, micro_batch_size: 8}\nsampling: {max_new_tokens: 64}\n")
+    with caplog.at_level("WARNING", logger="selfdistill.train.config"):
+        cfg = load_config(str(own), [])
+    assert (cfg.schedule.prompts_per_step, cfg.schedule.micro_batch_size, cfg.sampling.max_new_tokens) == (8, 8, 64)
+    assert cfg.lora.r == TINY_SIZES["lora.r"]  # not in the user's file: the preset applies
+    said = caplog.text
+    assert "lora.r 64 -> 8" in said and "prompts_per_step" not in said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="selfdistill.train.config"):
+        cfg = load_config("opsd", ["model=tiny-random"])  # a bundled recipe: the preset shrinks it
+    assert cfg.schedule.prompts_per_step == TINY_SIZES["schedule.prompts_per_step"]
+    assert "schedule.prompts_per_step 32 -> 2" in caplog.text
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["method=grpo", "rollouts_per_prompt=2", "objective.support=teacher_topk"], "objective.support"),
+    (["method=grpo", "rollouts_per_prompt=2", "method.anchor=student"], "method.anchor"),
+    (["method=opsd", "objective.eps_high=0.4"], "objective.eps_high"),
+    (["method=sdpo", "rollouts_per_prompt=2", "objective.purified_clip=3"], "objective.purified_clip"),
+    (["method=purified-opsd", "method.diagnostics=true"], "method.diagnostics"),
+])
+def test_keys_the_method_does_not_read_are_refused_naming_the_method(overrides, key):
+    method = overrides[0].split("=")[1]
+    with pytest.raises(ConfigError, match=rf"{key}=.* is not read by method {method}"):
+        load_config("smoke", overrides)
+
+
+def test_every_bundled_recipe_sets_only_keys_its_method_reads():
+    for name in recipe_names():
+        load_config(name, [])  # ConfigError names the key otherwise

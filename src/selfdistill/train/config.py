@@ -451,7 +451,7 @@ def resolve_key(key: str) -> list[str]:
 # Names other tools use for a key (HF Trainer, TRL, verl): a typo of one of them is suggested as
 # the key it means here ("lernrate" -> lr, via learning_rate).
 KNOWN_AS = {
-    "learning_rate": "lr", "lr_rate": "lr", "num_steps": "max_steps", "steps": "max_steps",
+    "learning_rate": "lr", "num_steps": "max_steps", "steps": "max_steps",
     "max_iters": "max_steps", "total_steps": "max_steps", "batch_size": "prompts_per_step",
     "train_batch_size": "prompts_per_step", "per_device_train_batch_size": "micro_batch_size",
     "num_generations": "rollouts_per_prompt", "group_size": "rollouts_per_prompt",
@@ -468,18 +468,23 @@ def suggest(key: str, n: int = 3) -> list[str]:
     ``optimizer.lernrate`` finds ``lr``), and through the names other tools use (``KNOWN_AS``)."""
     keys = all_keys()
     last = key.split(".")[-1]
-    by_short: dict[str, str] = {}
-    for k in keys:
-        by_short.setdefault(k.split(".")[-1], k)
-    candidates = {**{k: k for k in keys}, **{s: s for s in by_short},
-                  **{alias: f"{target} ({alias})" for alias, target in KNOWN_AS.items()}}
-    scored: dict[str, float] = {}
+    full: dict[str, str] = {k: k for k in keys}
+    for k in keys:  # a short name stands for its key when it is unique (as in resolve_key)
+        if k.split(".")[0] in DOTTED_ONLY:
+            continue
+        short = k.split(".")[-1]
+        full[short] = k if short not in full or full[short] == k else ""
+    aliases = {alias: full.get(target) or target for alias, target in KNOWN_AS.items()}
+    best: dict[str, tuple[float, str]] = {}  # dotted key -> (ratio, what matched)
     for probe in {key, last}:
-        for match in difflib.get_close_matches(probe, list(candidates), n=6, cutoff=0.6):
+        pool = [c for c in [*full, *aliases] if (full.get(c) or aliases.get(c))]
+        for match in difflib.get_close_matches(probe, pool, n=8, cutoff=0.6):
+            target = full.get(match) or aliases[match]
             ratio = difflib.SequenceMatcher(None, probe, match).ratio()
-            label = candidates[match]
-            scored[label] = max(scored.get(label, 0.0), ratio)
-    return sorted(scored, key=lambda label: -scored[label])[:n]
+            if ratio > best.get(target, (0.0, ""))[0]:
+                best[target] = (ratio, match)
+    ranked = sorted(best, key=lambda t: -best[t][0])[:n]
+    return [t if best[t][1] not in aliases else f"{t} (called {best[t][1]} elsewhere)" for t in ranked]
 
 
 def _unknown(key: str) -> str:
