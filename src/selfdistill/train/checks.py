@@ -124,6 +124,13 @@ def _method_errors(cfg: TrainConfig) -> list[str]:
     if m.controls_every and not methods.diagnostics_on(method, m.diagnostics):
         errors.append("method.controls_every needs the diagnostics: use method=purified-opsd, or method=opsd "
                       "with method.diagnostics=true")
+    o = cfg.objective
+    if method.hybrid and not methods.takes_pg(method, o.hybrid_lambda):
+        # the KL term and the overlong shaping act on the policy-gradient term, off at lambda 0
+        for key, on in (("objective.kl_coef", o.kl_coef > 0), ("objective.overlong_buffer", o.overlong_buffer > 0)):
+            if on:
+                errors.append(f"{key} acts on the policy-gradient term, which method {method.name} adds only "
+                              "with objective.hybrid_lambda > 0: set hybrid_lambda or remove the key")
     errors += [f"{key}={value!r} is not read by method {method.name}: remove it (or choose a method that "
                f"reads it: {', '.join(readers)})" for key, value, readers in ignored_keys(cfg, method)]
     return errors
