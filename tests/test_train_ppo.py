@@ -291,3 +291,10 @@ def test_feedback_column_loads_into_the_example():
     out = check_rows(rows)
     assert not out.errors
     assert [e.feedback for e in out.examples] == ["wrong: 5", None]
+
+
+def test_sdpo_pg_only_keys_need_the_hybrid_term():
+    for key in ("objective.kl_coef=0.1", "objective.overlong_buffer=4"):
+        with pytest.raises(ConfigError, match="hybrid_lambda > 0"):
+            load_config("smoke", BASE + ["method=sdpo", "rollouts_per_prompt=3", key])
+        load_config("smoke", BASE + ["method=sdpo", "rollouts_per_prompt=3", key, "objective.hybrid_lambda=0.3"])
