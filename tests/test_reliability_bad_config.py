@@ -40,8 +40,8 @@ CASES = [
     (["sampling.top_p=0"], ["sampling.top_p must be in (0, 1]"]),
     (["max_steps=0"], ["schedule.max_steps must be >= 1"]),
     (["checkpoint.keep_last=0"], ["checkpoint.keep_last must be >= 1"]),
-    (["contexts={transitio: mild}"], ["contexts.transitio is not a ContextConfig option; valid:"]),
-    (["contexts={transition: foo}"], ["ContextConfig.transition='foo' is not one of mild, hardened"]),
+    (["contexts={transitio: mild}"], ["contexts.transitio is not a ContextConfig option; did you mean transition? valid:"]),
+    (["contexts={transition: foo}"], ["contexts.transition='foo' is not valid; choose one of hardened, mild, hardened-v0"]),
     (["method.antisd=true"], ["method.antisd modifies the GRPO advantage"]),
     # needs the data, still before the model
     ([f"data={NO_SOLUTIONS}", "method=purified-opsd"], ["solution", "no_solutions.jsonl"]),

@@ -12,6 +12,7 @@ from selfdistill.train.batches import PromptStream, shard
 from selfdistill.train.config import (
     ConfigError,
     TINY_SIZES,
+    all_keys,
     load_config,
     recipe_names,
 )
@@ -258,3 +259,17 @@ def test_keys_the_method_does_not_read_are_refused_naming_the_method(overrides, 
 def test_every_bundled_recipe_sets_only_keys_its_method_reads():
     for name in recipe_names():
         load_config(name, [])  # ConfigError names the key otherwise
+
+
+def test_contexts_keys_are_typed_by_the_renderers_options():
+    cfg = load_config("smoke", ["contexts.max_length=4096", "contexts.roles.teacher.enable_thinking=true",
+                                "contexts.strip_think=true"])
+    assert cfg.contexts == {"max_length": 4096, "roles": {"teacher": {"enable_thinking": True}},
+                            "strip_think": True}
+    for bad, message in [("contexts.transition=wild", "choose one of hardened, mild, hardened-v0"),
+                         ("contexts.max_length=many", "must be of type int"),
+                         ("contexts.max_lenght=3", "did you mean max_length"),
+                         ("contexts.roles.techer.system_prompt=x", "unknown role 'techer'")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config("smoke", [bad])
+    assert "contexts.max_length" in all_keys() and "contexts.roles.<role>.enable_thinking" in all_keys()

@@ -281,7 +281,8 @@ class TrainConfig:
                      "cpu (stay on the CPU even with a GPU)", ("auto", "cpu"))
     tiny_sizes: bool = _f(True, "with model=tiny-random, use the smoke sizes of TINY_SIZES for every "
                           "key not set explicitly on the command line (false keeps the recipe's)")
-    contexts: dict = _f({}, "options passed to selfdistill.contexts.ContextConfig")
+    contexts: dict = _f({}, "the renderer's options, typed by selfdistill.contexts.ContextConfig: contexts.max_length=4096, "
+                        "contexts.roles.teacher.enable_thinking=true (docs/contexts.md)")
     cpu_allocator: str = _f("keep", "glibc malloc of a CPU run: keep (large freed blocks stay in the heap "
                             "for reuse: ~3x faster loss math, resident memory stays at its peak) or "
                             "system (glibc's defaults)", ("keep", "system"))
@@ -423,10 +424,12 @@ def apply_overrides(cfg: TrainConfig, overrides: typing.Sequence[str]) -> set[st
 
 def all_keys() -> list[str]:
     """Every dotted key a recipe or override may set."""
-    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in SECTIONS]
+    from . import context_keys
+
+    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in SECTIONS and f.name != "contexts"]
     for name, cls in SECTIONS.items():
         keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
-    return keys
+    return keys + context_keys.keys()
 
 
 def resolve_key(key: str) -> list[str]:
@@ -494,6 +497,17 @@ def _unknown(key: str) -> str:
 
 
 def _set(cfg: TrainConfig, path: list[str], value: Any) -> None:
+    if path[0] == "contexts":  # typed by the renderer's own options
+        from .context_keys import set_option
+
+        if len(path) == 1:
+            if not isinstance(value, dict):
+                raise ConfigError(f"contexts must be a mapping of renderer options, got {value!r}")
+            for key, v in value.items():
+                set_option(cfg.contexts, [str(key)], v)
+        else:
+            set_option(cfg.contexts, path[1:], value)
+        return
     if len(path) == 1 and path[0] in SECTIONS and not isinstance(value, dict):
         if path[0] not in PRIMARY:
             raise ConfigError(f"section {path[0]!r} needs a mapping or a dotted key like {path[0]}.x=...")
@@ -573,9 +587,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def describe() -> str:
     """Every key with its default and help text (for ``--print-config`` and the docs)."""
+    from . import context_keys
+
     lines = []
     for f in dataclasses.fields(TrainConfig):
-        if f.name in SECTIONS:
+        if f.name in SECTIONS or f.name == "contexts":
             continue
         lines.append(f"{f.name}: {f.default if f.default is not dataclasses.MISSING else '{}'}  # {f.metadata['help']}")
     for name, cls in SECTIONS.items():
@@ -584,7 +600,7 @@ def describe() -> str:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             choice = f" [{'|'.join(f.metadata['choices'])}]" if "choices" in f.metadata else ""
             lines.append(f"  {f.name}: {default}  # {f.metadata['help']}{choice}")
-    return "\n".join(lines)
+    return "\n".join(lines + context_keys.describe())
 
 
 def to_yaml(cfg: TrainConfig) -> str:
