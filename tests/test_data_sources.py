@@ -145,7 +145,8 @@ def test_validate_rows_on_plain_mappings():
 
 def test_alias_priority_and_overrides():
     mapping, problems = infer_mapping(["question", "prompt", "answer_cot", "answer"])
-    assert mapping == {"problem": "question", "solution": "answer_cot", "answer": "answer", "id": None}
+    assert mapping == {"problem": "question", "solution": "answer_cot", "answer": "answer", "id": None,
+                       "feedback": None}
     assert problems == []
     mapping, problems = infer_mapping(["q", "answer"], {"problem": "q", "nonsense": "x", "solution": "zz"})
     assert mapping["problem"] == "q" and mapping["solution"] is None
