@@ -25,8 +25,8 @@ MAX_FIELD_CHARS = 1_000_000
 
 def requirements(method: str | None, need_answer: bool | None = None) -> dict[str, str]:
     """Fields every row must have -> why, for ``method`` (None: only the problem)."""
-    if method is not None and method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method is not None and method not in _METHODS:  # the table itself: a record added is known
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(_METHODS)}")
     needs = {"problem": "every row needs a question"}
     record = _METHODS.get(method) if method is not None else None
     if record is not None and record.needs_solution:

@@ -31,6 +31,8 @@ def validate(cfg: TrainConfig) -> None:
         prefix = f"{name}." if name else ""
         for f in dataclasses.fields(section):
             choices = f.metadata.get("choices")
+            if section is cfg.method and f.name == "name":  # the table itself, not a copy of its names
+                choices = tuple(methods.METHODS)
             value = getattr(section, f.name)
             if choices and value not in choices:
                 errors.append(f"{prefix}{f.name}={value!r} is not valid; choose one of {', '.join(choices)}")
