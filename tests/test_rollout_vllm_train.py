@@ -37,7 +37,7 @@ def tiny(tmp_path_factory) -> str:
 
 def _run(tiny: str, out, overrides: list[str]) -> list[dict]:
     cfg = load_config("smoke", [f"model={tiny}", "rollout.backend=vllm", f"output_dir={out}", "data.limit=4",
-                                "logging.tensorboard=false", "logging.progress=false", "logging.rewards_for_all=false",
+                                "logging.tensorboard=false", "logging.progress=false",
                                 "prompts_per_step=2", "max_new_tokens=12", "lr=1e-3", "checkpoint.every=1",
                                 "keep_last=5"] + overrides)
     trainer = Trainer(cfg)
