@@ -14,7 +14,7 @@ sampling T 1.1 / top-p 0.95 / top-k 20, forward KL (beta 0), fixed teacher (adap
                  checkpointing: no left padding and the least activation memory per backward.
                  The ``-unpadded`` row is OPSD with ``model.length_multiple=1`` (passes not
                  right-padded to a multiple of 32 columns, so every sequence length is a new
-                 shape); the ``-unshared`` row is Purified OPSD with ``share_prefixes=false``
+                 shape); the ``-unshared`` row is Purified OPSD with ``runtime.share_prefixes=false``
                  (each no-grad pass runs its whole prompt).
   TRL defaults   (last three rows) one micro-batch of 8, gradient checkpointing on.
 
@@ -52,7 +52,7 @@ CONFIGS = {
     "selfdistill-opsd": ("opsd", 1, False, ()),
     "selfdistill-opsd-unpadded": ("opsd", 1, False, ("model.length_multiple=1",)),
     "selfdistill-purified-opsd": ("purified-opsd", 1, False, ()),
-    "selfdistill-purified-opsd-unshared": ("purified-opsd", 1, False, ("share_prefixes=false",)),
+    "selfdistill-purified-opsd-unshared": ("purified-opsd", 1, False, ("runtime.share_prefixes=false",)),
     "trl-sdft-opsd": ("opsd", 1, False, ()),
     "selfdistill-opsd-trl-defaults": ("opsd", 8, True, ()),
     "selfdistill-purified-opsd-trl-defaults": ("purified-opsd", 8, True, ()),
@@ -62,7 +62,7 @@ CONFIGS = {
 # rows run with use_cpu=True, so both tools are measured on the same processor
 COMMON = ["prompts_per_step=8", "max_new_tokens=128", "lora.r=64", "lora.alpha=128",
           "device=cpu", "logging.tensorboard=false", "logging.progress=false",
-          "logging.rewards_for_all=false", "checkpoint.every=100000"]
+          "rewards.for_all=false", "checkpoint.every=100000"]
 
 
 def peak_rss_mb() -> float:

@@ -20,7 +20,7 @@ from selfdistill.train.rollouts import FixedRollouts
 from selfdistill.train.run_checkpoint import RunCheckpointError, find, load_run_checkpoint
 
 BASE = ["model=tiny-random", "data.limit=4", "logging.tensorboard=false", "logging.progress=false",
-        "lr=1e-2", "max_new_tokens=8", "logging.rewards_for_all=false", "method=opsd", "max_steps=2",
+        "lr=1e-2", "max_new_tokens=8", "rewards.for_all=false", "method=opsd", "max_steps=2",
         "checkpoint.every=1", "checkpoint.keep_last=3", "model.dtype=float32"]
 IDS = torch.tensor([[5, 17, 33, 2, 40, 41, 7, 9]])
 

@@ -98,9 +98,9 @@ def test_analysis_passes_move_inputs_to_the_model_device(smol_tokenizer, monkeyp
 
     seen: list[torch.device] = []
 
-    def fake_logits(model, ids_B_L, mask_B_L, pos_B_L, start, T):
-        seen.extend({ids_B_L.device, mask_B_L.device, pos_B_L.device})
-        return torch.randn(1, T, 11)  # computed "on the device", handed back
+    def fake_logits(model, inputs):
+        seen.extend({inputs.ids_B_L.device, inputs.attention_mask_B_L.device, inputs.position_ids_B_L.device})
+        return torch.randn(1, inputs.T, 11)  # computed "on the device", handed back
 
     monkeypatch.setattr(token_kl, "response_logits", fake_logits)
     renderer = Renderer(smol_tokenizer, ContextConfig(max_length=512))

@@ -112,7 +112,7 @@ def test_every_recipe_and_command_defaults_to_auto():
     for name in recipe_names():
         cfg = load_config(name)
         if cfg.model.name not in TINY_MODELS:
-            assert cfg.model.dtype == "auto" and cfg.device == "auto", name
+            assert cfg.model.dtype == "auto" and cfg.runtime.device == "auto", name
     parser = argparse.ArgumentParser()
     demo_cli.add_parser(parser.add_subparsers())
     args = parser.parse_args(["demo"])

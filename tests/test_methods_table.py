@@ -58,7 +58,7 @@ def test_a_new_method_is_one_record_plus_one_target(tmp_path, monkeypatch):
         keys=methods.DISTILL_KEYS))
     cfg = load_config("smoke", ["model=tiny-random", "method=half-opsd", "max_steps=1", "data.limit=2",
                                 f"output_dir={tmp_path}", "logging.tensorboard=false", "logging.progress=false",
-                                "logging.rewards_for_all=false"])
+                                "rewards.for_all=false"])
     eos = lambda tok, ids, j: [11, 12, 13, tok.eos_token_id]  # noqa: E731
     trainer = Trainer(cfg, rollout_backend=FixedRollouts.factory(eos))
     trainer.fit()

@@ -130,7 +130,7 @@ def test_new_recipe_takes_a_step_on_the_tiny_model(tmp_path, name: str) -> None:
 
     overrides = ["model=tiny-random", "data.limit=2", "max_steps=1", "max_new_tokens=8",
                  "logging.tensorboard=false", "logging.progress=false",
-                 "logging.rewards_for_all=false", f"output_dir={tmp_path / name}"]
+                 "rewards.for_all=false", f"output_dir={tmp_path / name}"]
     if load_config(name).method.name in ("sdpo", "grpo"):
         overrides.append("rollouts_per_prompt=2")
     Trainer(load_config(name, overrides)).fit()

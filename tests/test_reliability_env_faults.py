@@ -22,7 +22,7 @@ from selfdistill.train import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["method=opsd", "max_new_tokens=4", "data.limit=4", "checkpoint.every=1", "keep_last=2",
-        "logging.progress=false", "logging.tensorboard=false", "logging.rewards_for_all=false"]
+        "logging.progress=false", "logging.tensorboard=false", "rewards.for_all=false"]
 
 
 def _rows(out: Path) -> list[dict]:

@@ -23,7 +23,7 @@ from selfdistill.train.config import load_config
 from selfdistill.train.rollouts import FixedRollouts
 
 FAST = ["max_new_tokens=4", "data.limit=4", "checkpoint.every=1", "keep_last=5",
-        "logging.progress=false", "logging.tensorboard=false", "logging.rewards_for_all=false"]
+        "logging.progress=false", "logging.tensorboard=false", "rewards.for_all=false"]
 TIMEOUT_S = 1.0
 SLACK_S = 4.0  # per scored sample: worker replacement after a kill, on a loaded 2-core machine
 HOSTILE = [
@@ -45,7 +45,7 @@ def test_hostile_rollouts_are_scored_within_the_bound_in_a_training_step(tmp_pat
 
     out = tmp_path / "run"
     cfg = load_config("smoke", ["method=grpo", "rollouts_per_prompt=2", "max_steps=1", "max_new_tokens=200",
-                                f"logging.reward_timeout_s={TIMEOUT_S}", f"output_dir={out}",
+                                f"rewards.timeout_s={TIMEOUT_S}", f"output_dir={out}",
                                 "logging.progress=false", "logging.tensorboard=false"])
     trainer = loop.Trainer(cfg, rollout_backend=FixedRollouts.factory(hostile))
     verdicts = []

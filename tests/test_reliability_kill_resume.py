@@ -36,7 +36,7 @@ RUNNER = [sys.executable, str(ROOT / "tests" / "reliability" / "faulty_train.py"
 MAX_STEPS = 6
 ARGS = ["train", "smoke", "method=opsd", "method.teacher=ema", f"max_steps={MAX_STEPS}",
         "checkpoint.every=1", "keep_last=2", "max_new_tokens=4", "data.limit=4",
-        "logging.progress=false", "logging.tensorboard=false", "logging.rewards_for_all=false",
+        "logging.progress=false", "logging.tensorboard=false", "rewards.for_all=false",
         "resume=true"]
 SEED = int(os.environ.get("SELFDISTILL_RELIABILITY_SEED", "20261122"))  # other seeds: more trials
 # volatile metric fields (wall-clock timings)

@@ -45,7 +45,7 @@ def test_keep_freed_memory_serves_large_tensors_from_the_heap():
 
 
 def test_cpu_allocator_is_a_checked_key():
-    assert load_config("smoke").cpu_allocator == "keep"
-    assert load_config("smoke", ["cpu_allocator=system"]).cpu_allocator == "system"
+    assert load_config("smoke").runtime.cpu_allocator == "keep"
+    assert load_config("smoke", ["runtime.cpu_allocator=system"]).runtime.cpu_allocator == "system"
     with pytest.raises(ConfigError, match="cpu_allocator"):
         load_config("smoke", ["cpu_allocator=jemalloc"])

@@ -248,7 +248,7 @@ def test_tiny_presets_never_override_the_users_yaml_and_say_what_they_change(tmp
     (["method=grpo", "rollouts_per_prompt=2", "method.anchor=student"], "method.anchor"),
     (["method=opsd", "objective.eps_high=0.4"], "objective.eps_high"),
     (["method=sdpo", "rollouts_per_prompt=2", "objective.purified_clip=3"], "objective.purified_clip"),
-    (["method=purified-opsd", "method.diagnostics=true"], "method.diagnostics"),
+    (["method=purified-opsd", "diagnostics.pmi=true"], "diagnostics.pmi"),
 ])
 def test_keys_the_method_does_not_read_are_refused_naming_the_method(overrides, key):
     method = overrides[0].split("=")[1]
@@ -273,3 +273,19 @@ def test_contexts_keys_are_typed_by_the_renderers_options():
         with pytest.raises(ConfigError, match=message):
             load_config("smoke", [bad])
     assert "contexts.max_length" in all_keys() and "contexts.roles.<role>.enable_thinking" in all_keys()
+
+
+def test_sections_say_what_they_govern_and_old_names_still_work(tmp_path, caplog):
+    cfg = load_config("smoke", ["rewards.answer_format=boxed_or_last_number", "diagnostics=true",
+                                "method=opsd", "runtime.device=cpu"])
+    assert (cfg.rewards.answer_format, cfg.diagnostics.pmi, cfg.runtime.device) == ("boxed_or_last_number", True, "cpu")
+    old = tmp_path / "old.yaml"  # a recipe or a run's config.yaml written before the move
+    old.write_text("model: {name: tiny-random}\nmethod: {name: opsd, diagnostics: true, controls_every: 2}\n"
+                   "logging: {answer_format: boxed_or_last_number, rewards_for_all: false}\n"
+                   "cpu_allocator: system\nshare_prefixes: false\n")
+    with caplog.at_level("WARNING", logger="selfdistill.train.config"):
+        cfg = load_config(str(old), ["rewards_for_all=true"])
+    assert (cfg.diagnostics.pmi, cfg.diagnostics.controls_every, cfg.rewards.answer_format) == (True, 2, "boxed_or_last_number")
+    assert (cfg.rewards.for_all, cfg.runtime.cpu_allocator, cfg.runtime.share_prefixes) == (True, "system", False)
+    assert "config key logging.answer_format is now rewards.answer_format" in caplog.text
+    assert "config key method.diagnostics is now diagnostics.pmi" in caplog.text

@@ -14,7 +14,7 @@ FAST = ["model=tiny-random", "data=gsm8k-100", "schedule.prompts_per_step=3",
 
 
 def test_controls_logged_every_n_steps(tmp_path):
-    cfg = load_config("purified-opsd", [*FAST, "max_steps=2", "method.controls_every=2",
+    cfg = load_config("purified-opsd", [*FAST, "max_steps=2", "diagnostics.controls_every=2",
                                          f"output_dir={tmp_path}"])
     train(cfg)
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -31,4 +31,4 @@ def test_controls_logged_every_n_steps(tmp_path):
 
 def test_controls_need_the_diagnostics():
     with pytest.raises(ConfigError, match="controls_every needs the diagnostics"):
-        load_config("opsd", [*FAST, "method.controls_every=5"])
+        load_config("opsd", [*FAST, "diagnostics.controls_every=5"])

@@ -13,10 +13,10 @@ from selfdistill.train.loop import Trainer
 from selfdistill.train.rollouts import FixedRollouts
 
 BASE = ["model=tiny-random", "data.limit=4", "logging.tensorboard=false", "logging.progress=false",
-        "lr=1e-3", "max_new_tokens=8", "logging.rewards_for_all=false", "method=opsd",
+        "lr=1e-3", "max_new_tokens=8", "rewards.for_all=false", "method=opsd",
         "checkpoint.every=10", "model.dtype=float32"]
 EVAL = ["eval.every=2", "eval.data=gsm8k-100", "eval.limit=3", "eval.k=2", "eval.max_new_tokens=6",
-        "logging.answer_format=boxed_or_last_number"]
+        "rewards.answer_format=boxed_or_last_number"]
 
 
 def _respond(tokenizer, prompt_ids, j):

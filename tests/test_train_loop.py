@@ -14,9 +14,9 @@ from selfdistill.train.config import load_config
 from selfdistill.train.loop import NonFiniteError, OutputDirError, Trainer
 from selfdistill.train.rollouts import FixedRollouts
 
-# rewards_for_all=false: only the group methods start math-verify workers (they need rewards)
+# rewards.for_all=false: only the group methods start math-verify workers (they need rewards)
 BASE = ["model=tiny-random", "data.limit=4", "logging.tensorboard=false", "logging.progress=false",
-        "lr=1e-3", "max_new_tokens=12", "logging.rewards_for_all=false"]
+        "lr=1e-3", "max_new_tokens=12", "rewards.for_all=false"]
 
 
 def _answers() -> dict[str, str]:
@@ -55,7 +55,7 @@ def _trainable(out, step):
 
 METHODS = [
     ["method=opsd"],
-    ["method=opsd", "method.diagnostics=true", "objective.loss_chunk_size=0"],
+    ["method=opsd", "diagnostics.pmi=true", "objective.loss_chunk_size=0"],
     ["method=purified-opsd"],
     ["method=purified-opsd", "method.anchor=student", "objective.beta=0"],
     ["method=sdpo", "rollouts_per_prompt=3", "objective.support=student_topk", "objective.topk=20"],
@@ -80,7 +80,7 @@ def test_each_method_takes_a_finite_step_that_changes_the_adapter(tmp_path, over
         assert row["kl/p10"] <= row["kl/p50"] <= row["kl/p90"] and row["teacher/entropy"] > 0
     if name in ("grpo", "srpo", "sdpo"):
         assert row["accuracy"] == pytest.approx(1 / 3)  # one scripted sample in three is right
-    if name == "purified-opsd" or trainer.cfg.method.diagnostics:
+    if name == "purified-opsd" or trainer.cfg.diagnostics.pmi:
         assert -1 <= row["pmi/cos_total_ref"] <= 1 and 0 <= row["pmi/tanh_clip_frac"] <= 1
         assert 0 <= row["pmi/norm_ratio_frac_above_1"] <= 1 and row["pmi/kl_ratio_ref_median"] >= 0
     if trainer.cfg.method.antisd:  # first step sets the entropy level, so the gate is open
@@ -199,7 +199,7 @@ def test_shared_prefix_passes_give_the_same_step(tmp_path, monkeypatch):
     common = ["method=purified-opsd", "max_steps=2"]
     _, shared = run(tmp_path, common, name="shared")
     used = len(calls)
-    _, separate = run(tmp_path, common + ["share_prefixes=false"], name="separate")
+    _, separate = run(tmp_path, common + ["runtime.share_prefixes=false"], name="separate")
     assert used > 0 and len(calls) == used
     for a, b in zip(shared, separate):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-9, abs=1e-12)
@@ -286,7 +286,7 @@ def test_step_metrics_equal_a_plain_float64_computation(tmp_path, method, chunk,
     from selfdistill.train.rollouts import Rollouts
 
     torch.manual_seed(0)
-    extra = ["method.diagnostics=true"] if method == "opsd" else []
+    extra = ["diagnostics.pmi=true"] if method == "opsd" else []
     cfg = load_config("smoke", BASE + [f"output_dir={tmp_path}", f"method={method}",
                                        f"objective.loss_chunk_size={chunk}", f"objective.temperature={tau}"]
                       + extra)

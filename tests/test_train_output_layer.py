@@ -15,7 +15,7 @@ from selfdistill.train.loop import Trainer
 from selfdistill.train.rollouts import Rollouts
 
 BASE = ["model=tiny-random", "data.limit=4", "logging.tensorboard=false", "logging.progress=false",
-        "logging.rewards_for_all=false"]
+        "rewards.for_all=false"]
 
 
 def _trainer(tmp_path, extra):

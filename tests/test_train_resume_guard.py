@@ -17,7 +17,7 @@ from selfdistill.train.config import load_config
 
 GOOD = Path(__file__).parent / "fixtures" / "data" / "good"
 CMD = ["train", "opsd", "model=tiny-random", "logging.progress=false", "logging.tensorboard=false",
-       "max_new_tokens=6", "checkpoint.every=1", "lr=2e-4", "logging.rewards_for_all=false"]
+       "max_new_tokens=6", "checkpoint.every=1", "lr=2e-4", "rewards.for_all=false"]
 
 
 def _train(out: Path, *extra: str) -> int:

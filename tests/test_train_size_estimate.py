@@ -39,7 +39,7 @@ def test_recipe_defaults_on_a_cpu_warn_of_hours(caplog, capsys):
 def test_train_prints_the_size_at_start(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "opsd", "model=tiny-random", "max_steps=1", "logging.progress=false",
-                 "logging.tensorboard=false", f"output_dir={out}", "logging.rewards_for_all=false"]) == 0
+                 "logging.tensorboard=false", f"output_dir={out}", "rewards.for_all=false"]) == 0
     err = capsys.readouterr().err
     assert "run size: 1 steps x 2 prompts x 1 rollouts x up to 16 new tokens = up to 32 sampled tokens" in err
     assert "rough time on this CPU" in err
@@ -49,7 +49,7 @@ def test_train_prints_the_size_at_start(tmp_path, capsys):
 def test_the_first_step_gives_the_measured_pace(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "opsd", "model=tiny-random", "max_steps=3", "logging.progress=false",
-                 "logging.tensorboard=false", f"output_dir={out}", "logging.rewards_for_all=false"]) == 0
+                 "logging.tensorboard=false", f"output_dir={out}", "rewards.for_all=false"]) == 0
     err = capsys.readouterr().err
     assert err.count("first step took") == 1 and "the remaining 2 steps take ~" in err
 
@@ -64,7 +64,7 @@ def test_a_slow_measured_pace_warns(caplog, capsys):
 def test_a_long_run_warns_before_its_first_step(tmp_path, caplog, capsys):
     cfg = load_config("opsd", ["model=tiny-random", "max_steps=1000000000", "logging.progress=false",
                                "logging.tensorboard=false", f"output_dir={tmp_path / 'run'}",
-                               "logging.rewards_for_all=false"])
+                               "rewards.for_all=false"])
     with caplog.at_level(logging.WARNING, logger="selfdistill.train.size_estimate"):
         trainer = Trainer(cfg)  # built, not run: the warning comes before any step
     trainer.close()

@@ -37,7 +37,7 @@ DISTILL_KEYS = frozenset({
 })
 PURIFIED_KEYS = frozenset({"method.anchor", "objective.purified_beta", "objective.purified_clip",
                            "objective.purified_center"})
-DIAGNOSTICS_KEYS = frozenset({"method.diagnostics", "method.controls_every"})
+DIAGNOSTICS_KEYS = frozenset({"diagnostics.pmi", "diagnostics.controls_every"})
 PG_KEYS = frozenset({"objective.eps_low", "objective.eps_high", "objective.adv_std_norm",
                      "objective.kl_coef", "objective.overlong_buffer", "objective.overlong_penalty",
                      "sampling.dynamic_sampling", "sampling.max_sampling_batches"})
@@ -67,7 +67,7 @@ class Method:
         siblings: the teacher context holds a successful sibling rollout.
         teachers: the ``method.teacher`` values it accepts.
         diagnostics: Purified-OPSD PMI diagnostics: ``always``, ``optional``
-            (``method.diagnostics``) or ``never``.
+            (``diagnostics.pmi``) or ``never``.
         base_roles: contexts scored by the frozen base beside the teacher's (``refonly``, ``base``).
         token_weights: ``teacher_entropy`` (SRPO: ``exp(-beta_H * H_teacher)`` per token) or None.
         context_scores: anti-sd: the live policy scores the sibling context without grad and its
@@ -135,7 +135,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "shift, with a reference-only teacher and the frozen base as anchor",
            teacher_context="teacher", target="purified", distill="response", needs_solution=True,
            teachers=("fixed",), diagnostics="always", base_roles=("refonly", "base"),
-           keys=DISTILL_KEYS | PURIFIED_KEYS | {"method.controls_every"}, metrics=("pmi",),
+           keys=DISTILL_KEYS | PURIFIED_KEYS | {"diagnostics.controls_every"}, metrics=("pmi",),
            cost_factor=1.25),
     Method("sdpo", "self-distillation toward the policy re-prompted with a successful sibling",
            teacher_context="reprompt", target="raw", distill="with_context", needs_answer=True,

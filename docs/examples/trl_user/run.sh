@@ -28,7 +28,7 @@ step() {  # step TITLE CMD...: run CMD, append it and its output (stdout and std
     { echo "(exit $code)"; echo '```'; echo; } >> "$OUT"
 }
 COMMON=(model=smollm2-135m "data=$DATA" max_new_tokens=48 prompts_per_step=2 lora.r=8 lora.alpha=16
-        lr=2e-4 logging.answer_format=boxed_or_last_number logging.progress=false checkpoint.every=1
+        lr=2e-4 rewards.answer_format=boxed_or_last_number logging.progress=false checkpoint.every=1
         "output_dir=$RUN")
 step "1. Check the file" $SD data check "$DATA" --method purified-opsd
 step "2. Check it with the answer column mapped" $SD data check "$DATA" --method purified-opsd --columns answer=gold

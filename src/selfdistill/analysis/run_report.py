@@ -141,7 +141,8 @@ def key_settings(cfg: dict) -> dict[str, str]:
         "objective": f"beta {get('objective', 'beta')}, tau {get('objective', 'temperature')}",
         "optimizer": (f"lr {get('optimizer', 'lr')}, {get('schedule', 'decay')} after "
                       f"{get('schedule', 'warmup_steps')} warm-up steps"),
-        "answers read as": str(get("logging", "answer_format")),
+        # runs before the rewards section kept it under logging
+        "answers read as": str(get("rewards", "answer_format") or get("logging", "answer_format")),
     }
     if get("eval", "every"):
         settings["held-out eval"] = (f"{get('eval', 'data')} every {get('eval', 'every')} steps, "

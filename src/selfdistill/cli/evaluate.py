@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--answer-format", choices=ANSWER_FORMATS, default="boxed",
                    help="how a response's final answer is read: the last \\boxed{} (papers), or "
                         "boxed_or_last_number (the last number when nothing is boxed; for small models "
-                        "that never box, as the demo and logging.answer_format in training)")
+                        "that never box, as the demo and rewards.answer_format in training)")
     p.add_argument("--thinking", choices=["on", "off"], default=None,
                    help="chat-template enable_thinking switch (Qwen3-style); default: the template's")
     p.add_argument("--columns", default="",

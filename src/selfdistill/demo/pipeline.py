@@ -61,10 +61,10 @@ class DemoSettings:
             f"sampling.temperature={self.train_temperature}", "sampling.top_p=1.0", "sampling.top_k=0",
             f"optimizer.lr={self.lr}", "optimizer.max_grad_norm=1.0",
             f"lora.r={self.lora_r}", f"lora.alpha={2 * self.lora_r}",
-            *(["method.diagnostics=true"] if arm == "opsd" else []),  # purified logs them always
+            *(["diagnostics.pmi=true"] if arm == "opsd" else []),  # purified logs them always
             f"checkpoint.every={max(1, self.steps // 3)}",
             "checkpoint.keep_last=1", "tiny_sizes=false", f"logging.progress={str(self.progress).lower()}",
-            f"logging.answer_format={self.answer_format}",
+            f"rewards.answer_format={self.answer_format}",
             f"seed={self.seed}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
             *self.overrides,
         ]

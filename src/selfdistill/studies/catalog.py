@@ -148,7 +148,7 @@ def _purified_cells(s: dict) -> list[Cell]:
     else:
         raise ValueError(f"purified-ablation: grid must be axes or cross, got {s['grid']!r}")
     cells = [Cell("opsd", {"method": "opsd", "c": "", "beta": "", "anchor": ""}, "opsd",
-                  ["method.diagnostics=true"])]
+                  ["diagnostics.pmi=true"])]
     for c, b in pairs:
         cells.append(Cell(f"purified-c{c:g}-b{b:g}", {"method": "purified", "c": c, "beta": b, "anchor": "base"},
                           "purified-opsd", [f"objective.purified_clip={c}", f"objective.purified_beta={b}"]))

@@ -4,7 +4,7 @@ Each job writes its result before returning and is skipped when that result exis
 of a killed study redoes only the unfinished part: a training run with checkpoints resumes with
 ``resume=true``; one killed before its first checkpoint starts over.
 
-Rewards in training use the study's ``answer_format`` through ``logging.answer_format``.
+Rewards in training use the study's ``answer_format`` through ``rewards.answer_format``.
 One thing this module works around rather than changes:
 - time budgets: the trainer has no wall-clock option. ``budgeted_steps`` runs a short probe (the
   first ``probe_steps`` steps of the real run, kept), takes the median ``time/step_s`` of the
@@ -58,7 +58,7 @@ def common_overrides(s: dict, run_dir: Path, *, max_steps: int, resume: bool) ->
         f"checkpoint.every={s['checkpoint_every']}", "checkpoint.keep_last=1", "tiny_sizes=false",
         "logging.tensorboard=false", f"logging.progress={str(s['progress']).lower()}",
         f"seed={s['seed']}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
-        f"logging.answer_format={s['answer_format']}",
+        f"rewards.answer_format={s['answer_format']}",
     ]
 
 
@@ -79,7 +79,7 @@ def cell_config(cell: Cell, s: dict, extra: list[str], out: Path, run_dir: Path,
 
 
 def run_training(cfg) -> Path:
-    """Train one config to its max_steps (rewards read with ``logging.answer_format``)."""
+    """Train one config to its max_steps (rewards read with ``rewards.answer_format``)."""
     from selfdistill.train.loop import train
 
     return train(cfg)

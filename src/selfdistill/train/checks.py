@@ -72,7 +72,8 @@ def validate(cfg: TrainConfig) -> None:
          f"{sch.prompts_per_step} (mini-batches hold whole groups)")
     need(0 < m.ema_rate <= 1, "method.ema_rate must be in (0, 1]")
     need(0 <= m.trust_region_mix <= 1, "method.trust_region_mix must be in [0, 1]")
-    need(m.controls_every >= 0, f"method.controls_every must be >= 0 (0 = off), got {m.controls_every}")
+    need(cfg.diagnostics.controls_every >= 0,
+         f"diagnostics.controls_every must be >= 0 (0 = off), got {cfg.diagnostics.controls_every}")
     if m.name in methods.METHODS:
         errors += _method_errors(cfg)
     need(cfg.optimizer.lr > 0, "optimizer.lr must be > 0")
@@ -123,9 +124,9 @@ def _method_errors(cfg: TrainConfig) -> list[str]:
                + " or ".join(method.teachers))
         errors.append(f"{m.name} {why}, got {m.teacher}")
         return errors  # the teacher key would be reported again below
-    if m.controls_every and not methods.diagnostics_on(method, m.diagnostics):
-        errors.append("method.controls_every needs the diagnostics: use method=purified-opsd, or method=opsd "
-                      "with method.diagnostics=true")
+    if cfg.diagnostics.controls_every and not methods.diagnostics_on(method, cfg.diagnostics.pmi):
+        errors.append("diagnostics.controls_every needs the diagnostics: use method=purified-opsd, or method=opsd "
+                      "with diagnostics.pmi=true")
     o = cfg.objective
     if method.hybrid and not methods.takes_pg(method, o.hybrid_lambda):
         # the KL term and the overlong shaping act on the policy-gradient term, off at lambda 0
@@ -181,7 +182,7 @@ def validate_examples(cfg: TrainConfig, examples: typing.Sequence) -> None:
         raise ConfigError(f"data.spec={cfg.data.spec!r} gave no examples")
     name = cfg.method.name
     method = methods.of(cfg.method)
-    if method.needs_solution or methods.diagnostics_on(method, cfg.method.diagnostics):
+    if method.needs_solution or methods.diagnostics_on(method, cfg.diagnostics.pmi):
         missing = [getattr(e, "origin", "") or e.id for e in examples if not e.solution]
         if missing:
             raise ConfigError(

@@ -1,8 +1,12 @@
 """Training configuration: dataclasses with help text, YAML recipes, ``key=value`` overrides.
 
-A recipe is a YAML file whose top-level keys are the sections below (``model``, ``lora``,
-``data``, ``contexts``, ``sampling``, ``method``, ``objective``, ``optimizer``, ``schedule``,
-``checkpoint``, ``logging``) plus the global keys ``output_dir``, ``seed`` and ``resume``.
+A recipe is a YAML file whose top-level keys are the sections below, each named for what it
+governs (``model``, ``lora``, ``data``, ``contexts``, ``sampling``, ``rollout``, ``method``,
+``objective``, ``optimizer``, ``schedule``, ``checkpoint``, ``logging`` (where metrics go),
+``rewards`` (how answers are read and scored), ``diagnostics`` (extra measurements),
+``runtime`` (device and speed settings that never change the numbers), ``eval``) plus the global
+keys ``output_dir``, ``seed``, ``resume``, ``resume_allow_changes`` and ``tiny_sizes``. Keys that
+moved to a better section (``MOVED``) keep working under their old names, with a warning.
 Overrides are ``dotted.key=value`` strings. Three shorthands keep command lines short:
 
 - a section name with a scalar sets its primary field: ``model=tiny-random`` is
@@ -138,9 +142,6 @@ class MethodConfig:
     trust_region_mix: float = _f(0.5, "trust_region teacher: lerp(ref_logits, student_logits, r)")
     anchor: str = _f("base", "purified-opsd anchor P_0: frozen base pass or detached student",
                      ("base", "student"))
-    diagnostics: bool = _f(False, "opsd: also log the Purified OPSD PMI diagnostics (1 extra no-grad pass)")
-    controls_every: int = _f(0, "log the diagnostics controls (wrong reference, blank baseline) every N "
-                             "steps; 0 = off. Needs the diagnostics (purified-opsd, or opsd with diagnostics)")
     entropy_beta: float = _f(1.0, "srpo: distillation token weight exp(-beta_H * H_teacher)")
     antisd: bool = _f(False, "grpo: anti-self-distillation advantage (arXiv 2605.11609)")
     antisd_lambda: float = _f(0.1, "anti-sd: weight of sg(phi(u_t)) in the advantage")
@@ -226,11 +227,35 @@ class LoggingConfig:
     trackio: bool = _f(False, "also log to trackio (pip install trackio)")
     project: str = _f("selfdistill", "wandb / trackio project name")
     progress: bool = _f(True, "show a tqdm progress bar")
-    rewards_for_all: bool = _f(True, "score accuracy for every method when answers exist")
-    reward_timeout_s: float = _f(5.0, "math-verify time limit per response")
-    answer_format: str = _f("boxed", "how a response's final answer is read for rewards: the last "
-                            "\\boxed{} (papers), or boxed_or_last_number for tiny models that never box",
-                            ("boxed", "boxed_or_last_number"))
+
+
+@dataclass
+class RewardsConfig:
+    for_all: bool = _f(True, "score accuracy for every method when answers exist (group methods always do)")
+    timeout_s: float = _f(5.0, "math-verify time limit per response, in seconds")
+    answer_format: str = _f("boxed", "how a response's final answer is read for rewards (GRPO/SDPO/SRPO "
+                            "training signal, accuracy, eval.every): the last \\boxed{} (papers), or "
+                            "boxed_or_last_number for tiny models that never box", ("boxed", "boxed_or_last_number"))
+
+
+@dataclass
+class DiagnosticsConfig:
+    pmi: bool = _f(False, "opsd: also log the Purified OPSD PMI diagnostics (1 extra no-grad pass); "
+                   "purified-opsd always logs them")
+    controls_every: int = _f(0, "log the diagnostics controls (wrong reference, blank baseline) every N "
+                             "steps; 0 = off. Needs the diagnostics (purified-opsd, or opsd with diagnostics.pmi)")
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = _f("auto", "auto (each process on its CUDA device when there is one, else the CPU) or "
+                     "cpu (stay on the CPU even with a GPU)", ("auto", "cpu"))
+    cpu_allocator: str = _f("keep", "glibc malloc of a CPU run: keep (large freed blocks stay in the heap "
+                            "for reuse: ~3x faster loss math, resident memory stays at its peak) or "
+                            "system (glibc's defaults)", ("keep", "system"))
+    share_prefixes: bool = _f(True, "no-grad passes of one teacher over several contexts of a row (Purified "
+                              "OPSD's privileged, reference-only and base passes) run the prompt "
+                              "prefix they share once and reuse its keys/values")
 
 
 SECTIONS: dict[str, type] = {
@@ -245,9 +270,21 @@ SECTIONS: dict[str, type] = {
     "schedule": ScheduleConfig,
     "checkpoint": CheckpointConfig,
     "logging": LoggingConfig,
+    "rewards": RewardsConfig,
+    "diagnostics": DiagnosticsConfig,
+    "runtime": RuntimeConfig,
     "eval": EvalConfig,
 }
-PRIMARY = {"model": "name", "data": "spec", "method": "name"}
+PRIMARY = {"model": "name", "data": "spec", "method": "name", "diagnostics": "pmi"}
+# Keys that moved to the section that says what they govern: the old names still work (YAML,
+# command line, a run's config.yaml), with a warning naming the new one.
+MOVED = {
+    "logging.rewards_for_all": "rewards.for_all", "logging.reward_timeout_s": "rewards.timeout_s",
+    "logging.answer_format": "rewards.answer_format", "method.diagnostics": "diagnostics.pmi",
+    "method.controls_every": "diagnostics.controls_every", "device": "runtime.device",
+    "cpu_allocator": "runtime.cpu_allocator", "share_prefixes": "runtime.share_prefixes",
+    "rewards_for_all": "rewards.for_all", "reward_timeout_s": "rewards.timeout_s",
+}
 # sections whose keys repeat training ones (eval.max_new_tokens, eval.temperature): dotted only, so
 # the short names keep meaning the training keys (max_new_tokens=64 is sampling.max_new_tokens)
 DOTTED_ONLY = ("eval",)
@@ -277,18 +314,10 @@ class TrainConfig:
     resume_allow_changes: bool = _f(False, "with resume=true, continue even though run-defining keys (data, "
                                     "sampling, objective, optimizer, ...) changed: each change is logged and "
                                     "recorded in config.yaml and resumes.jsonl with the step it took effect")
-    device: str = _f("auto", "auto (each process on its CUDA device when there is one, else the CPU) or "
-                     "cpu (stay on the CPU even with a GPU)", ("auto", "cpu"))
     tiny_sizes: bool = _f(True, "with model=tiny-random, use the smoke sizes of TINY_SIZES for every "
                           "key not set explicitly on the command line (false keeps the recipe's)")
     contexts: dict = _f({}, "the renderer's options, typed by selfdistill.contexts.ContextConfig: contexts.max_length=4096, "
                         "contexts.roles.teacher.enable_thinking=true (docs/contexts.md)")
-    cpu_allocator: str = _f("keep", "glibc malloc of a CPU run: keep (large freed blocks stay in the heap "
-                            "for reuse: ~3x faster loss math, resident memory stays at its peak) or "
-                            "system (glibc's defaults)", ("keep", "system"))
-    share_prefixes: bool = _f(True, "no-grad passes of one teacher over several contexts of a row (Purified "
-                              "OPSD's privileged, reference-only and base passes) run the prompt "
-                              "prefix they share once and reuse its keys/values")
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -300,6 +329,9 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
@@ -448,6 +480,8 @@ def resolve_key(key: str) -> list[str]:
         raise ConfigError(
             f"key {key!r} is ambiguous: write one of {', '.join(f'{o}.{key}' for o in owners)}"
         )
+    if key in MOVED:  # an old top-level name; _set says where it went
+        return [key]
     raise ConfigError(_unknown(key))
 
 
@@ -497,6 +531,10 @@ def _unknown(key: str) -> str:
 
 
 def _set(cfg: TrainConfig, path: list[str], value: Any) -> None:
+    moved = MOVED.get(".".join(path))
+    if moved is not None:
+        log.warning("config key %s is now %s (the old name still works)", ".".join(path), moved)
+        path = moved.split(".")
     if path[0] == "contexts":  # typed by the renderer's own options
         from .context_keys import set_option
 

@@ -1,4 +1,4 @@
-"""Diagnostics controls during training (issue 9), every ``method.controls_every`` steps.
+"""Diagnostics controls during training (issue 9), every ``diagnostics.controls_every`` steps.
 
 On the step's own rollouts: the Purified-OPSD diagnostics with each problem's reference replaced
 by another problem's (a seeded derangement within the step's batch), the content effect

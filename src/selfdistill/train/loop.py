@@ -77,14 +77,14 @@ class Trainer:
         from selfdistill.hardware import resolve
 
         self.cfg = cfg
-        self.acc = accelerator or Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+        self.acc = accelerator or Accelerator(cpu=cfg.runtime.device == "cpu" or not torch.cuda.is_available())
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         preflight(cfg, self.world)
         self.method = methods.of(cfg.method)  # the method's record: what every part below reads
         _check_updates(cfg, self.world)
         self.out = Path(cfg.output_dir)
         self.ckpt_root = self.out / "checkpoints"
-        if cfg.cpu_allocator == "keep" and self.acc.device.type == "cpu":
+        if cfg.runtime.cpu_allocator == "keep" and self.acc.device.type == "cpu":
             from .allocator import keep_freed_memory
 
             keep_freed_memory()
@@ -112,7 +112,7 @@ class Trainer:
         self.scaler = LossScaler() if self.hardware.dtype == "float16" else None
         self.passes = microbatch.Passes(self.scorer, self.model, teacher, base, live,
                                       chunk_size=cfg.objective.loss_chunk_size,
-                                      share_prefixes=cfg.share_prefixes)
+                                      share_prefixes=cfg.runtime.share_prefixes)
         from selfdistill.models import make_teacher
 
         sch = cfg.schedule
@@ -138,8 +138,8 @@ class Trainer:
         if rollouts.needs_rewards(cfg, self.data.examples):
             from selfdistill.rewards import RewardScorer
 
-            self.rewarder = RewardScorer(timeout_s=cfg.logging.reward_timeout_s, workers=1,
-                                         answer_format=cfg.logging.answer_format)
+            self.rewarder = RewardScorer(timeout_s=cfg.rewards.timeout_s, workers=1,
+                                         answer_format=cfg.rewards.answer_format)
         self.stream = PromptStream(len(self.data.examples), data_seed=cfg.data.data_seed,
                                    shuffle=cfg.data.shuffle)
         self.step = 0
@@ -302,7 +302,7 @@ class Trainer:
     def _backward(self, plans: list, targets: list, units: float, old: list, ref: list) -> list:
         """Loss and backward of every micro-batch of one update; DDP syncs gradients on the last
         one only. ``old``/``ref``: per micro-batch, the sampling / reference policy's log-probs or None."""
-        diagnostics = methods.diagnostics_on(self.method, self.cfg.method.diagnostics)
+        diagnostics = methods.diagnostics_on(self.method, self.cfg.diagnostics.pmi)
         results = []
         for k, (plan, target) in enumerate(zip(plans, targets)):
             sync = nullcontext() if k == len(plans) - 1 else self.acc.no_sync(self.scorer)
@@ -357,9 +357,9 @@ class Trainer:
                            outcomes[0].lr, skipped=sum(o.skipped for o in outcomes))
 
     def _controls(self, step: int, ro) -> dict:
-        """Issue 9 controls (wrong reference, blank baseline) every ``method.controls_every``
+        """Issue 9 controls (wrong reference, blank baseline) every ``diagnostics.controls_every``
         steps, on this process's rollouts (rank 0's values are the ones logged)."""
-        every = self.cfg.method.controls_every
+        every = self.cfg.diagnostics.controls_every
         if not every or step % every or self.passes.base is None:
             return {}
         from selfdistill.models import make_teacher

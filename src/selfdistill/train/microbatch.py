@@ -52,7 +52,7 @@ def roles_for(cfg: TrainConfig) -> tuple[str, ...]:
     roles = ["student"]
     if method.teacher_context:
         roles.append(method.teacher_context)
-    if methods.diagnostics_on(method, cfg.method.diagnostics):
+    if methods.diagnostics_on(method, cfg.diagnostics.pmi):
         roles.append("refonly")
     if "base" in method.base_roles and cfg.method.anchor == "base":
         roles.append("base")
@@ -216,7 +216,7 @@ def score(cfg: TrainConfig, passes: Passes, mb: MicroBatch) -> Targets | None:
         return _antisd_scores(passes, mb)
     if mb.distill_mask_B_T is None:
         return None
-    hidden, layers, fn = _target(cfg, passes, mb, diagnostics=cfg.method.diagnostics)
+    hidden, layers, fn = _target(cfg, passes, mb, diagnostics=cfg.diagnostics.pmi)
     ent = None
     if method.token_weights == "teacher_entropy":  # exp(-beta_H * H_teacher) is needed up front
         ent = per_position(hidden["teacher"], layers["teacher"], mb.distill_mask_B_T, passes.chunk_size,

@@ -2,7 +2,7 @@
 
 The current policy (the unwrapped student, LoRA adapter on) samples ``eval.k`` responses per
 held-out problem with the student prompt of the run's own renderer, and the scorer of
-``selfdistill eval`` (``eval.runner.evaluate``, rewards read with ``logging.answer_format``) turns
+``selfdistill eval`` (``eval.runner.evaluate``, rewards read with ``rewards.answer_format``) turns
 them into the metrics merged into that step's metrics row:
 
     eval/avg@K  eval/pass@1 (and eval/pass@K)  eval/maj@K  eval/mean_tokens
@@ -31,7 +31,7 @@ class PeriodicEval:
 
     Args:
         cfg: the run's config (``eval`` section, ``schedule.max_steps``, ``sampling.max_new_tokens``
-            as the default response limit, ``logging.answer_format``, ``seed``, ``output_dir``).
+            as the default response limit, ``rewards.answer_format``, ``seed``, ``output_dir``).
         is_main: whether this process evaluates (others never load the data or start a scorer).
     """
 
@@ -59,8 +59,8 @@ class PeriodicEval:
             from selfdistill.rewards import RewardScorer
 
             self.examples = load_benchmark(ev.data, limit=ev.limit, seed=0)
-            self.scorer = RewardScorer(timeout_s=cfg.logging.reward_timeout_s, workers=1,
-                                       answer_format=cfg.logging.answer_format)
+            self.scorer = RewardScorer(timeout_s=cfg.rewards.timeout_s, workers=1,
+                                       answer_format=cfg.rewards.answer_format)
 
     def due(self, step: int) -> bool:
         """Whether ``step`` evaluates: every ``eval.every`` steps and at ``schedule.max_steps``."""

@@ -43,9 +43,9 @@ RUN_SECTIONS = ("method", "sampling", "objective", "optimizer")
 RUN_KEYS = ("seed", "contexts", "model.name", "lora.enabled", "lora.r", "lora.alpha", "lora.dropout",
             "lora.target_modules", "data.spec", "data.split", "data.limit", "data.columns",
             "data.on_bad_rows", "data.shuffle", "data.data_seed", "schedule.prompts_per_step",
-            "schedule.warmup_steps", "schedule.decay", "schedule.min_lr_ratio")
-EXCLUDED = ("objective.loss_chunk_size",  # same numbers, chunked or not
-            "method.diagnostics", "method.controls_every")  # extra metrics only
+            "schedule.warmup_steps", "schedule.decay", "schedule.min_lr_ratio",
+            "rewards.answer_format")  # decides the GRPO/SDPO reward, so the training signal
+EXCLUDED = ("objective.loss_chunk_size",)  # same numbers, chunked or not
 FIXED = ("method.name", "model.name", "lora.enabled", "lora.r", "lora.target_modules")
 
 
@@ -96,10 +96,14 @@ def flatten(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def fingerprint(examples: list) -> str:
-    """``sha256:<16 hex> (<n> rows)`` over every example's id, problem, solution and answer, in order."""
+    """``sha256:<16 hex> (<n> rows)`` over every example's id, problem, solution, answer and feedback
+    (when it has one), in order."""
     digest = hashlib.sha256()
     for e in examples:
-        digest.update(json.dumps([e.id, e.problem, e.solution, e.answer], ensure_ascii=False).encode())
+        fields = [e.id, e.problem, e.solution, e.answer]
+        if getattr(e, "feedback", None) is not None:  # rows without feedback hash as they always did
+            fields.append(e.feedback)
+        digest.update(json.dumps(fields, ensure_ascii=False).encode())
         digest.update(b"\n")
     return f"sha256:{digest.hexdigest()[:16]} ({len(examples)} rows)"
 

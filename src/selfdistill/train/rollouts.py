@@ -110,7 +110,7 @@ def sampling_params(cfg: TrainConfig, *, step: int, rank: int, batch: int = 0):
 def needs_rewards(cfg: TrainConfig, examples: Sequence[Example]) -> bool:
     if methods.of(cfg.method).needs_answer:
         return True
-    return cfg.logging.rewards_for_all and all(e.answer for e in examples)
+    return cfg.rewards.for_all and all(e.answer for e in examples)
 
 
 def sample(cfg: TrainConfig, backend, renderer, prompts: Sequence[Example], group_offset: int,

@@ -117,7 +117,7 @@ def teachers(cfg: TrainConfig, model, method=None):
     method = method or methods.of(m)
     teacher = make_teacher(model, m.teacher, rate=m.ema_rate, r=m.trust_region_mix) if method.teacher_context else None
     base = None
-    if method.base_roles or methods.diagnostics_on(method, m.diagnostics):
+    if method.base_roles or methods.diagnostics_on(method, cfg.diagnostics.pmi):
         base = teacher if m.teacher == "fixed" else make_teacher(model, "fixed")
     # trust_region mixes in the current weights; anti-sd scores the sibling context with them
     live = make_teacher(model, "live") if m.teacher == "trust_region" or method.context_scores else None
