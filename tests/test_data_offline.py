@@ -113,4 +113,5 @@ def test_rg_bad_task_and_bad_parameter():
 def test_report_has_mapping_for_offline_sets():
     result = load_with_report("rg:chain_sum?size=4&seed=0")
     assert result.source == "rg:chain_sum?size=4&seed=0"
-    assert result.mapping == {"problem": "problem", "solution": "solution", "answer": "answer", "id": "id"}
+    assert result.mapping == {"problem": "problem", "solution": "solution", "answer": "answer", "id": "id",
+                              "feedback": None}  # no feedback column in a reasoning-gym set
