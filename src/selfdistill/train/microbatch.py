@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from selfdistill import methods, objectives as obj
+from selfdistill.contexts import ScoringBatch
 
 from .config import TrainConfig
 from .passes import (  # noqa: F401  (ResponseScorer re-exported for the loop)
@@ -69,7 +70,7 @@ class MicroBatch:
     turns the global divisor into tokens (all ones) or sequences (1 / length per token).
     """
 
-    batches: dict
+    batches: dict[str, ScoringBatch]  # role -> its rendered contexts (student first)
     response_mask_B_T: Tensor
     distill_mask_B_T: Tensor | None
     pg_mask_B_T: Tensor | None

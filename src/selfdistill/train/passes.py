@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from selfdistill.models import ForwardInputs, response_hidden
+from selfdistill.models import ForwardInputs, Teacher, response_hidden
 
 
 
@@ -27,6 +27,12 @@ class ResponseScorer(nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def _no_split_modules(self) -> list[str] | None:
+        """The wrapped model's decoder-layer classes: FSDP's transformer auto-wrap policy reads them
+        from the module it prepares, which is this one."""
+        return getattr(self.model, "_no_split_modules", None)
+
     def forward(self, inputs: ForwardInputs) -> Tensor:
         return response_hidden(self.model, inputs)
 
@@ -37,9 +43,9 @@ class Passes:
 
     scorer: nn.Module
     model: nn.Module  # unwrapped student
-    teacher: object | None  # selfdistill.models.Teacher for the privileged / reprompt context
-    base: object | None  # fixed Teacher (frozen initial weights) for refonly / base passes
-    live: object | None  # live Teacher: student weights without grad (trust_region)
+    teacher: Teacher | None  # scores the method's teacher context (privileged / reprompt)
+    base: Teacher | None  # fixed: frozen initial weights, for the refonly / base passes
+    live: Teacher | None  # the student's weights without grad (trust_region, anti-sd)
     chunk_size: int = 0
     share_prefixes: bool = True
 
