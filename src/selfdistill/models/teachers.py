@@ -18,6 +18,13 @@ Modes (``make_teacher(model, mode, ...)``):
                 the fixed teacher. It needs the student's logits on the teacher context, so
                 ``logits(..., student_logits_B_T_V=...)`` takes them (detached inside); chunked
                 callers use ``hidden()`` / ``output_layer()`` (the reference's) and ``mix()``.
+
+Under FSDP2 (the student's parameters are DTensor shards) the EMA and a full fine-tune's fixed
+teacher keep their weights as shards of the same layout (no deep copy of a sharded module), and
+score only inside ``gathered()``: the trainer enters it on every handle while the student is
+all-gathered (``selfdistill.train.fsdp.gathered``); it materializes the full values once (a
+collective) for the passes to swap in, and output layers are copied out of the gathered storage,
+which is freed when the phase ends.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from torch import nn
 from selfdistill.models.forward import (ForwardInputs, OutputLayer, eval_mode, output_layer, response_hidden,
                                         response_logits)
 from selfdistill.models.lora import adapter_disabled, is_lora
+from selfdistill.models.sharding import copy_full_into, full, is_dtensor
 
 TEACHER_MODES = ("fixed", "ema", "live", "trust_region")
 
@@ -43,10 +51,31 @@ class Teacher:
 
     def __init__(self, model: nn.Module):
         self.model = model
+        self._gathered = False  # inside gathered(): the model's parameters are FSDP's full copies
+        self._layer: OutputLayer | None = None  # this phase's output layer, copied out (FSDP)
 
     @contextmanager
     def _weights(self) -> Iterator[nn.Module]:
         yield self.model
+
+    def _materialize(self) -> None:
+        """Gather the handle's own sharded weights to full tensors (FSDP; a collective)."""
+
+    def _release(self) -> None:
+        """Drop what ``_materialize`` gathered."""
+
+    @contextmanager
+    def gathered(self) -> Iterator[None]:
+        """The phase in which an FSDP trainer has the student all-gathered: the handle's own
+        weights are gathered too (every process must enter it, in the same order), and output
+        layers are copies that outlive the phase. Outside FSDP nothing needs it."""
+        self._materialize()
+        self._gathered = True
+        try:
+            yield
+        finally:
+            self._gathered, self._layer = False, None
+            self._release()
 
     def hidden(self, inputs: ForwardInputs) -> torch.Tensor:
         """Teacher hidden states ``hidden_B_T_H`` at the response-predicting columns (no grad)."""
@@ -71,8 +100,14 @@ class Teacher:
     def output_layer(self) -> OutputLayer:
         """The teacher's output layer (weight, bias, soft-cap; detached), to pair with ``hidden``:
         the weights the teacher's passes run with (the EMA's for an EMA teacher)."""
+        if self._gathered and self._layer is not None:
+            return self._layer
         with self._weights() as module:
-            return output_layer(module).detached()
+            layer = output_layer(module).detached()
+        if self._gathered:  # views of FSDP's gathered storage, freed at the phase's end
+            bias = None if layer.bias_V is None else layer.bias_V.clone()
+            layer = self._layer = OutputLayer(layer.weight_V_H.clone(), bias, layer.softcap)
+        return layer
 
     def logits(self, inputs: ForwardInputs, *, student_logits_B_T_V: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher logits ``logits_B_T_V`` (no grad). Only trust_region reads the student logits."""
@@ -92,6 +127,23 @@ class Teacher:
             )
 
 
+@contextmanager
+def _swapped(model: nn.Module, values: dict[str, torch.Tensor]) -> Iterator[nn.Module]:
+    """``model`` with the parameters named in ``values`` replaced by them (cast to each
+    parameter's dtype) for the duration; the original data objects are put back."""
+    params = dict(model.named_parameters())
+    saved = {}
+    with torch.no_grad():
+        try:
+            for name, value in values.items():
+                saved[name] = params[name].data
+                params[name].data = value.to(params[name].dtype)
+            yield model
+        finally:
+            for name, data in saved.items():
+                params[name].data = data
+
+
 class LiveTeacher(Teacher):
     """The current weights, no gradients."""
 
@@ -106,13 +158,32 @@ class FixedTeacher(Teacher):
     def __init__(self, model: nn.Module):
         super().__init__(model)
         self.frozen: nn.Module | None = None
+        # FSDP2 full fine-tune: the initial parameters' shards (a sharded module cannot be deep-copied)
+        self.shards: dict[str, torch.Tensor] | None = None
+        self._full: dict[str, torch.Tensor] | None = None
         if not is_lora(model):
-            self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
+            if any(is_dtensor(p) for p in model.parameters()):
+                self.shards = {n: p.detach().clone() for n, p in model.named_parameters()}
+            else:
+                self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def _materialize(self) -> None:
+        if self.shards is not None:
+            self._full = {n: full(v) for n, v in self.shards.items()}
+
+    def _release(self) -> None:
+        self._full = None
 
     @contextmanager
     def _weights(self) -> Iterator[nn.Module]:
         if self.frozen is not None:
             yield self.frozen
+        elif self.shards is not None:
+            if self._full is None:
+                raise RuntimeError("a sharded (FSDP) fixed teacher scores only inside gathered(), with the "
+                                   "student all-gathered")
+            with _swapped(self.model, self._full) as module:
+                yield module
         else:
             with adapter_disabled(self.model):
                 yield self.model
@@ -121,14 +192,21 @@ class FixedTeacher(Teacher):
         state = super().state_dict()
         if self.frozen is not None:
             state["frozen"] = {k: v.clone() for k, v in self.frozen.state_dict().items()}
+        elif self.shards is not None:
+            state["frozen"] = {k: full(v).clone() for k, v in self.shards.items()}
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        if self.frozen is not None:
+        if self.frozen is not None or self.shards is not None:
             if "frozen" not in state:
                 raise ValueError("fixed teacher checkpoint has no frozen weights (a LoRA run's?)")
+        if self.frozen is not None:
             self.frozen.load_state_dict(state["frozen"])
+        elif self.shards is not None:
+            with torch.no_grad():
+                for name, value in state["frozen"].items():
+                    copy_full_into(self.shards[name], value)
 
 
 class EmaTeacher(Teacher):
@@ -148,20 +226,22 @@ class EmaTeacher(Teacher):
         }
         if not self.ema:
             raise ValueError("ema teacher: the model has no trainable parameters to average")
+        self._full: dict[str, torch.Tensor] | None = None  # FSDP: the averages gathered for a phase
+
+    def _materialize(self) -> None:
+        if any(is_dtensor(v) for v in self.ema.values()):
+            self._full = {n: full(v) for n, v in self.ema.items()}
+
+    def _release(self) -> None:
+        self._full = None
 
     @contextmanager
     def _weights(self) -> Iterator[nn.Module]:
-        params = dict(self.model.named_parameters())
-        saved = {}
-        with torch.no_grad():
-            try:
-                for name, value in self.ema.items():
-                    saved[name] = params[name].data
-                    params[name].data = value.to(params[name].dtype)
-                yield self.model
-            finally:
-                for name, data in saved.items():
-                    params[name].data = data
+        if self._full is None and any(is_dtensor(v) for v in self.ema.values()):
+            raise RuntimeError("a sharded (FSDP) EMA teacher scores only inside gathered(), with the "
+                               "student all-gathered")
+        with _swapped(self.model, self._full if self._full is not None else self.ema) as module:
+            yield module
 
     def after_step(self, student: nn.Module) -> None:
         """``ema <- (1 - rate) * ema + rate * student`` for every tracked parameter."""
@@ -171,7 +251,8 @@ class EmaTeacher(Teacher):
                 value.lerp_(params[name].detach().to(torch.float32), self.rate)
 
     def state_dict(self) -> dict:
-        ema = {name: value.clone() for name, value in self.ema.items()}
+        """Rate and averages (full tensors: under FSDP a collective every process must call)."""
+        ema = {name: full(value).clone() for name, value in self.ema.items()}
         return {**super().state_dict(), "rate": self.rate, "ema": ema}
 
     def load_state_dict(self, state: dict) -> None:
@@ -179,7 +260,7 @@ class EmaTeacher(Teacher):
         if set(state["ema"]) != set(self.ema):
             raise ValueError("ema teacher checkpoint tracks different parameters than this model")
         for name, value in state["ema"].items():
-            self.ema[name].copy_(value)
+            copy_full_into(self.ema[name], value)
 
 
 class TrustRegionTeacher(FixedTeacher):
