@@ -233,3 +233,16 @@ def test_sleep_schedule_wakes_weights_before_loading_and_the_rest_before_samplin
     off.before_load()
     off.before_generate()
     assert off.llm.calls == [] and not off.weights_asleep
+
+
+def test_faster_backend_times_both_and_names_the_faster(tmp_path):
+    from selfdistill.rollout.choose import faster_backend
+
+    model, tokenizer = load_model(tiny_llama(tmp_path / "tiny"), dtype="float32")
+    prompts = _prompts(tokenizer)[:2]
+    params = SamplingParams(temperature=1.0, max_new_tokens=16, seed=0)
+    best, rates = faster_backend(model, tokenizer, prompts, params, dtype="float32", device="cpu", seed=0)
+    assert set(rates) == {"hf", "vllm"} and all(isinstance(r, float) and r > 0 for r in rates.values()), rates
+    assert best == max(rates, key=rates.get)
+    _, only_hf = faster_backend(model, tokenizer, prompts, params, names=("hf",))
+    assert set(only_hf) == {"hf"}
