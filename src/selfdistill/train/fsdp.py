@@ -19,7 +19,7 @@ What sharding changes for this loop, and how each piece handles it:
   collective of their own: their number may differ between processes (generation lengths, pass
   stacking, prefix sharing), which per-pass all-gathers would deadlock on. Memory: one full copy
   of the model per process during that phase (what ZeRO-3 users of TRL pay for generation).
-- **Teachers with weights** keep them sharded like the student (:func:`local` shards) and
+- **Teachers with weights** keep them sharded like the student (DTensor shards) and
   materialize the full values once per phase (:func:`full`, a collective every process calls in
   the same order), then swap them into the gathered model for their passes.
 - **Checkpoints**: trainable weights and teacher state are gathered to full tensors on every
@@ -76,7 +76,18 @@ def shard_on_cpu(accelerator, scorer: nn.Module) -> nn.Module:
                            torch_device_mesh=None, parallelism_config=None)
     sharded = fsdp2_prepare_model(shim, scorer)
     init_root(sharded)
+    quiet_view_warning()
     return sharded
+
+
+def quiet_view_warning() -> None:
+    """Silence FSDP2's warning that the scorer returns a view (the response columns of the hidden
+    states): it warns on every student pass, and the loss reads those states out of place only (a
+    dropped pre-backward hook would change the gradients, which tests/test_train_fsdp.py compares
+    with one process's)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
 
 
 def check_version(accelerator) -> None:

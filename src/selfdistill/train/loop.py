@@ -44,10 +44,11 @@ import json
 
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
 
 from selfdistill import methods
 
-from . import checkpoint, microbatch, resume_guard, rollouts, size_estimate
+from . import checkpoint, fsdp, microbatch, resume_guard, rollouts, size_estimate
 from .batches import DataPosition, PromptStream, shard
 from .config import ConfigError, TrainConfig, to_yaml
 from .loss_scale import LossScaler
@@ -106,8 +107,19 @@ class Trainer:
                             self.acc.mixed_precision)
         self.model, self.tokenizer = load_policy(cfg, self.hardware)
         self.renderer = Renderer(self.tokenizer, context_config(cfg.contexts, model=self.model))
+        scorer = microbatch.ResponseScorer(self.model)
+        cpu_fsdp = fsdp.requested() and self.acc.distributed_type == DistributedType.MULTI_CPU
+        if cpu_fsdp:  # accelerate shards only on accelerators; the optimizer then takes the shards
+            scorer = fsdp.shard_on_cpu(self.acc, scorer)
         optimizer, self.scheduler = build_optimizer(self.model.parameters(), cfg.optimizer, cfg.schedule)
-        self.scorer, self.optimizer = self.acc.prepare(microbatch.ResponseScorer(self.model), optimizer)
+        if cpu_fsdp:
+            self.scorer, self.optimizer = scorer, self.acc.prepare(optimizer)
+        else:
+            self.scorer, self.optimizer = self.acc.prepare(scorer, optimizer)
+            fsdp.check_version(self.acc)
+        self.fsdp = fsdp.is_sharded(self.scorer)
+        if self.fsdp:
+            fsdp.quiet_view_warning()
         teacher, base, live = teachers(cfg, self.model, self.method)  # after prepare: on the student's device
         self.scaler = LossScaler() if self.hardware.dtype == "float16" else None
         self.passes = microbatch.Passes(self.scorer, self.model, teacher, base, live,
@@ -181,7 +193,8 @@ class Trainer:
                 if self.acc.is_main_process and self.step == first + 1 and self.step < cfg.schedule.max_steps:
                     size_estimate.after_first_step(row["time/step_s"], cfg.schedule.max_steps - self.step)
                 if self.periodic_eval is not None:
-                    row.update(self.periodic_eval.maybe(self.step, self.model, self.tokenizer, self.renderer))
+                    with self._full_weights(self.periodic_eval.due(self.step)):  # main evaluates
+                        row.update(self.periodic_eval.maybe(self.step, self.model, self.tokenizer, self.renderer))
                 if self.logger is not None:
                     self.logger.log(row)
                 bar.update(1)
@@ -205,25 +218,27 @@ class Trainer:
         with timer("step"):
             local = shard(self.stream.next_global(cfg.schedule.prompts_per_step), self.rank, self.world)
             prompts = [self.data.examples[i] for i in local]
-            with timer("rollout"):  # sample from the student context
-                ro = rollouts.sample(cfg, self.backend, self.renderer, prompts, self.rank * len(local),
-                                     step=step, rank=self.rank)
-            with timer("score"):
-                rollouts.reward(cfg, self.rewarder, ro)
-            if cfg.sampling.dynamic_sampling:
-                with timer("rollout"):
-                    ro, extra = self._refill(step, ro)
-            with timer("score"):  # every role rendered, loss units counted, no-grad passes
-                rendered, minis = self._plan(step, ro)
-                plans = [p for mini in minis for p in mini]
-                targets = [microbatch.score(cfg, self.passes, p) for p in plans]
-                self._antisd_lambda = self._antisd_gate(targets) if self.method.context_scores else 0.0
-                chunk = self.passes.chunk_size
-                old = [microbatch.policy_logprobs(self.sampling_policy, p, chunk) if self.sampling_policy is not None
-                       else None for p in plans]
-                ref = [microbatch.policy_logprobs(self.reference, p, chunk) if self.reference is not None and p.pg_mask_B_T
-                       is not None else None for p in plans]
-            controls = self._controls(step, ro)  # before the update: the policy that sampled
+            # no-grad phase: under FSDP the student (and teachers' own weights) all-gathered once
+            with self._full_weights():
+                with timer("rollout"):  # sample from the student context
+                    ro = rollouts.sample(cfg, self.backend, self.renderer, prompts, self.rank * len(local),
+                                         step=step, rank=self.rank)
+                with timer("score"):
+                    rollouts.reward(cfg, self.rewarder, ro)
+                if cfg.sampling.dynamic_sampling:
+                    with timer("rollout"):
+                        ro, extra = self._refill(step, ro)
+                with timer("score"):  # every role rendered, loss units counted, no-grad passes
+                    rendered, minis = self._plan(step, ro)
+                    plans = [p for mini in minis for p in mini]
+                    targets = [microbatch.score(cfg, self.passes, p) for p in plans]
+                    self._antisd_lambda = self._antisd_gate(targets) if self.method.context_scores else 0.0
+                    chunk = self.passes.chunk_size
+                    old = [microbatch.policy_logprobs(self.sampling_policy, p, chunk) if self.sampling_policy is not None
+                           else None for p in plans]
+                    ref = [microbatch.policy_logprobs(self.reference, p, chunk) if self.reference is not None and p.pg_mask_B_T
+                           is not None else None for p in plans]
+                controls = self._controls(step, ro)  # before the update: the policy that sampled
             results, outcomes = [], []
             for _ in range(cfg.schedule.ppo_epochs):
                 start = 0
@@ -346,7 +361,8 @@ class Trainer:
         advances (per step, applied or skipped); the step's outcome averages its updates' loss
         and gradient norm and counts the skipped ones."""
         if hasattr(self.backend, "load_policy") and not all(o.skipped for o in outcomes):
-            self.backend.load_policy(self.model)  # an engine with its own copy of the weights
+            with self._full_weights():
+                self.backend.load_policy(self.model)  # an engine with its own copy of the weights
         with warnings.catch_warnings():  # a skipped first step advances the lr without an update
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.scheduler.step()
@@ -405,7 +421,7 @@ class Trainer:
             self.scaler.unscale_(params)
         max_norm = self.cfg.optimizer.max_grad_norm or float("inf")
         norm = self.acc.clip_grad_norm_(params, max_norm)
-        return float(norm)
+        return float(fsdp.full(norm))  # FSDP2: a DTensor holding per-process partial norms
 
     def _gather_values(self, values: torch.Tensor) -> torch.Tensor:
         """All processes' 1-D float values concatenated (NaN-padded then filtered)."""
@@ -431,7 +447,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _full_weights(self, when: bool = True):
+        """The no-grad phase's context: under FSDP the student all-gathered and every teacher handle's
+        own weights with it (``fsdp.gathered``, ``Teacher.gathered``); otherwise nothing. Every
+        process enters it at the same points (``when`` must agree across processes)."""
+        if not (self.fsdp and when):
+            return nullcontext()
+        from contextlib import ExitStack
+
+        stack = ExitStack()
+        stack.enter_context(fsdp.gathered(self.scorer))
+        handles = [self.passes.teacher, self.passes.base, self.passes.live, self.sampling_policy, self.reference]
+        for h in {id(h): h for h in handles if h is not None}.values():
+            stack.enter_context(h.gathered())
+        return stack
+
     def _trainable(self) -> dict[str, torch.Tensor]:
+        if self.fsdp:  # gathered on every process (collectives), written by the main one
+            return fsdp.full_state({n: p for n, p in self.model.named_parameters() if p.requires_grad})
         return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
 
     def save(self) -> None:
@@ -439,11 +472,16 @@ class Trainer:
         from accelerate.utils import gather_object
 
         rngs = gather_object([checkpoint.rng_state()]) if self.world > 1 else [checkpoint.rng_state()]
-        if self.acc.is_main_process:
-            blobs = {"trainable": self._trainable(), "optimizer": self.optimizer.state_dict(),
-                     "scheduler": self.scheduler.state_dict()}
-            teacher = self.passes.teacher
+        teacher = self.passes.teacher
+        sharded = {}
+        if self.fsdp:  # collectives every process takes part in; the main process writes
+            sharded = {"trainable": self._trainable(), "optimizer": fsdp.optimizer_state(self.scorer, self.optimizer)}
             if teacher is not None and teacher.mode == "ema":
+                sharded["teacher"] = teacher.state_dict()
+        if self.acc.is_main_process:
+            blobs = sharded or {"trainable": self._trainable(), "optimizer": self.optimizer.state_dict()}
+            blobs["scheduler"] = self.scheduler.state_dict()
+            if teacher is not None and teacher.mode == "ema" and not self.fsdp:
                 blobs["teacher"] = teacher.state_dict()
             for r, state in enumerate(rngs):
                 blobs[f"rng-rank{r}"] = state
@@ -453,6 +491,8 @@ class Trainer:
                      "antisd_warmup_entropy": self.antisd_warmup_entropy,
                      "loss_scale": self.scaler.state_dict() if self.scaler else None,
                      "method": self.cfg.method.name, "run": self.run_definition}
+            if self.fsdp:  # optimizer.pt keyed by parameter name (torch.distributed.checkpoint)
+                state["optimizer_format"] = "full_by_name"
             checkpoint.save(self.ckpt_root, self.step, blobs, state, keep_last=self.cfg.checkpoint.keep_last)
         self.acc.wait_for_everyone()
 
@@ -464,8 +504,15 @@ class Trainer:
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, value in blobs["trainable"].items():
-                params[name].copy_(value)
-        self.optimizer.load_state_dict(blobs["optimizer"])
+                fsdp.copy_full_into(params[name], value)  # a plain copy_ without FSDP
+        if state.get("optimizer_format") == "full_by_name":
+            fsdp.load_optimizer_state(self.scorer, self.optimizer, blobs["optimizer"])
+        elif self.fsdp:
+            raise checkpoint.CheckpointError(
+                f"{folder} was written without FSDP (its optimizer state is keyed by position); resume it "
+                "without FSDP, or start a new output_dir")
+        else:
+            self.optimizer.load_state_dict(blobs["optimizer"])
         self.scheduler.load_state_dict(blobs["scheduler"])
         if "teacher" in blobs:
             self.passes.teacher.load_state_dict(blobs["teacher"])
@@ -489,9 +536,11 @@ class Trainer:
     def save_final(self) -> None:
         """``output_dir/final``: the adapter (LoRA) or the model, with the tokenizer."""
         self.acc.wait_for_everyone()
+        # FSDP: the full state dict gathered on every process (collectives), saved by the main one
+        weights = fsdp.full_state(self.model.state_dict()) if self.fsdp else None
         if self.acc.is_main_process:
             final = self.out / "final"
-            self.model.save_pretrained(str(final))
+            self.model.save_pretrained(str(final), **({"state_dict": weights} if weights is not None else {}))
             self.tokenizer.save_pretrained(str(final))
 
     def close(self) -> None:
