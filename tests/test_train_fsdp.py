@@ -114,3 +114,20 @@ def test_fsdp_two_processes_match_one_process_through_a_resume(tmp_path: Path, c
     for i, name in enumerate(names):
         torch.testing.assert_close(m2[f"model.{name}"]["exp_avg_sq"], m1[i]["exp_avg_sq"], rtol=1e-3, atol=1e-12)
 
+
+
+def test_fsdp1_is_refused_before_any_sharding(monkeypatch: pytest.MonkeyPatch):
+    """FSDP1 cannot run without an accelerator (torch: "FSDP needs a non-CPU accelerator device"),
+    so the paths here, which read FSDP2's DTensor parameters, refuse it with the fix."""
+    from types import SimpleNamespace
+
+    from selfdistill.train import fsdp
+    from selfdistill.train.errors import ConfigError
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    assert fsdp.requested()
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="fsdp_version: 2"):
+        fsdp.shard_on_cpu(SimpleNamespace(is_main_process=True, device=torch.device("cpu")), module)
+    assert not fsdp.is_sharded(module)

@@ -18,8 +18,9 @@ What this loop keeps and drops (say it up front, nanochat style):
 - DAPO dynamic sampling (``sampling.dynamic_sampling``, one process): groups whose rewards are
   all equal are dropped and more prompts are sampled until ``prompts_per_step`` groups remain or
   ``sampling.max_sampling_batches`` batches were drawn.
-- Data parallel through ``accelerate`` (DDP; FSDP / DeepSpeed configs are documented in
-  docs/training.md). Teacher passes run on the unwrapped model under ``no_grad``.
+- Data parallel through ``accelerate`` (DDP, or FSDP2: ``train/fsdp.py``; DeepSpeed configs are
+  documented in docs/training.md). Teacher passes run on the unwrapped model under ``no_grad``;
+  under FSDP inside one phase with every shard all-gathered (``_full_weights``).
 - Non-finite guard: a step whose loss or gradient norm is not finite is skipped (no optimizer
   step, no teacher update) and logged; ``max_nonfinite_steps`` in a row stop the run. With
   float16 weights the loss is scaled (``loss_scale.LossScaler``): an overflow of the scaled
