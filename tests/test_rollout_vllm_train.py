@@ -3,14 +3,12 @@ steps, resume to 5, log each step once and checkpoint like the HF backend; an OP
 step 3 ends with the same weights as one run straight to 5 (the engine gets the resumed policy
 before its first rollout, and seeded sampling replays).
 
-Skips without vLLM except under CI (CI=true), where a missing vLLM is an error (see
-tests/test_rollout_vllm.py).
+Skips without vLLM, saying so (see tests/test_rollout_vllm.py; CI does not install it).
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -18,9 +16,7 @@ import torch
 try:
     import vllm  # noqa: F401
 except Exception as err:  # noqa: BLE001
-    if os.environ.get("CI"):
-        raise RuntimeError(f"CI installs vLLM (scripts/setup.sh --dev) but it does not import: {err}") from err
-    pytest.skip(f"vLLM not installed ({err}); scripts/setup.sh --vllm installs it", allow_module_level=True)
+    pytest.skip(f"vLLM not installed ({err}); scripts/setup.sh --dev --vllm installs it", allow_module_level=True)
 
 from selfdistill.rollout.vllm_backend import VLLMGenerate
 from selfdistill.train import checkpoint
