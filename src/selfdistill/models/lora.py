@@ -66,7 +66,9 @@ def apply_lora(model: nn.Module, settings: LoraSettings = LoraSettings()) -> nn.
         target_modules=list(settings.target_modules),
         task_type="CAUSAL_LM",
     )
-    if getattr(model, "is_activation_checkpointing", False):
+    from selfdistill.models.loading import checkpointing_on
+
+    if checkpointing_on(model):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing need this
     base_dtype = next(model.parameters()).dtype
     peft_model = get_peft_model(model, config)
