@@ -553,6 +553,8 @@ class Trainer:
             self.rewarder = None
         if getattr(self, "periodic_eval", None) is not None:
             self.periodic_eval.close()  # idempotent: its scorer is None once closed
+        if hasattr(getattr(self, "backend", None), "close"):  # a vLLM engine frees its memory now
+            self.backend.close()
 
 
 def _check_updates(cfg: TrainConfig, world: int) -> None:
