@@ -117,7 +117,10 @@ def gathered(*roots: nn.Module | None) -> Iterator[None]:
     entry, none inside, parameters freed at exit); a no-op for unsharded modules.
 
     Inside, forward passes on any submodule (the unwrapped model included) see full parameters,
-    and units do not reshard after their forward (the setting is restored at exit).
+    and units do not reshard after their forward (the setting is restored at exit). Modules are
+    not marked FSDP-managed inside either: transformers' ``generate`` would otherwise sync every
+    decoding step with the other processes (``synced_gpus``), which hangs when only the main
+    process generates (evaluation) and is not needed with nothing to all-gather.
     """
     from torch.distributed.fsdp import FSDPModule
 
@@ -133,9 +136,14 @@ def gathered(*roots: nn.Module | None) -> Iterator[None]:
         m.unshard()
     for g in groups:  # private: None means "keep unsharded after forward" (FSDP2's root setting)
         g.post_forward_mesh_info = None
+    managed = [m for r in roots if r is not None for m in r.modules() if getattr(m, "_is_fsdp_managed_module", False)]
+    for m in managed:  # the flag torch sets on every module fully_shard manages
+        m._is_fsdp_managed_module = False
     try:
         yield
     finally:
+        for m in managed:
+            m._is_fsdp_managed_module = True
         for g, info in zip(groups, saved):
             g.post_forward_mesh_info = info
         for m in units:
