@@ -131,3 +131,24 @@ def test_fsdp1_is_refused_before_any_sharding(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(ConfigError, match="fsdp_version: 2"):
         fsdp.shard_on_cpu(SimpleNamespace(is_main_process=True, device=torch.device("cpu")), module)
     assert not fsdp.is_sharded(module)
+
+
+@pytest.mark.slow
+def test_fsdp_sampled_rollouts_and_main_only_evaluation_finish(tmp_path: Path):
+    """Real HF ``generate`` rollouts on every process and an evaluation on the main process only,
+    under FSDP: transformers syncs every decoding step across processes for FSDP-managed models,
+    which hung the main-only evaluation until the gathered phase unmarked them."""
+    exe = Path(sys.executable).parent
+    out = tmp_path / "run"
+    cmd = [str(exe / "accelerate"), "launch", "--config_file", str(CONFIG), "--main_process_port",
+           str(_free_port()), str(exe / "selfdistill"), "train", "smoke", "method=purified-opsd",
+           f"output_dir={out}", "logging.progress=false", "max_steps=2", "eval.every=1", "eval.data=gsm8k-100",
+           "eval.limit=2", "eval.k=1", "eval.max_new_tokens=8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["eval/problems"] == 2 for r in rows)
+    assert len((out / "eval" / "step-000002.jsonl").read_text().splitlines()) == 2
+    assert (out / "final" / "adapter_model.safetensors").is_file()
