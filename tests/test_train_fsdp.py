@@ -51,6 +51,8 @@ CASES = {
     "lora-fixed": ["method=opsd"],
     "full-ema": ["method=opsd", "lora.enabled=false", "method.teacher=ema", "method.ema_rate=0.5"],
     "lora-live": ["method=opsd", "method.teacher=live"],
+    # three no-grad contexts (teacher, refonly, base) on the fixed handle, PMI diagnostics gathered
+    "lora-purified": ["method=purified-opsd"],
     "full-trust_region": ["method=opsd", "lora.enabled=false", "method.teacher=trust_region",
                           "method.trust_region_mix=0.5"],
 }
