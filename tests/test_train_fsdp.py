@@ -154,3 +154,24 @@ def test_fsdp_sampled_rollouts_and_main_only_evaluation_finish(tmp_path: Path):
     assert all(r["eval/problems"] == 2 for r in rows)
     assert len((out / "eval" / "step-000002.jsonl").read_text().splitlines()) == 2
     assert (out / "final" / "adapter_model.safetensors").is_file()
+
+
+def test_output_layers_taken_inside_gathered_outlive_the_phase():
+    """Inside ``Teacher.gathered()`` an output layer is a copy (FSDP frees the gathered storage when
+    the phase ends, and the loss phase still projects with the layer), equal to the weights the
+    teacher scores with, one copy per phase; outside it the layer is the weights themselves."""
+    from selfdistill.models import load_model, make_teacher
+
+    model, _ = load_model("tiny-random", dtype="float32")
+    ema = make_teacher(model, "ema", rate=0.5)
+    head = model.get_output_embeddings().weight
+    assert ema.output_layer().weight_V_H.data_ptr() != head.data_ptr()  # EMA values swapped in
+    live = make_teacher(model, "live")
+    assert live.output_layer().weight_V_H.data_ptr() == head.data_ptr()
+    with live.gathered():
+        layer = live.output_layer()
+        assert layer.weight_V_H.data_ptr() != head.data_ptr()
+        assert live.output_layer() is layer
+        torch.testing.assert_close(layer.weight_V_H, head.detach(), rtol=0, atol=0)
+    with live.gathered():
+        assert live.output_layer() is not layer  # a new phase, a new copy (the weights moved)
