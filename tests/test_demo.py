@@ -1,6 +1,7 @@
 """The demo end to end on tiny-random: every file of the report is written, reruns reuse phases."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ REPORT_FILES = ["summary.md", "eval_table.md", "eval_table.csv", "eval_accuracy.
 def _demo(out, *extra):
     return main(["demo", "--model", "tiny-random", "--steps", "2", "--problems", "3", "--samples", "2",
                  "--max-new-tokens", "6", "--prompts-per-step", "2", "--dtype", "float32",
-                 "--no-progress", "--output-dir", str(out), *extra])
+                 "--no-progress", "--rollout-backend", "hf", "--output-dir", str(out), *extra])
 
 
 def test_demo_writes_every_report_file_and_reuses_phases(tmp_path, capsys):
@@ -65,7 +66,7 @@ def test_demo_auto_dtype_follows_the_hardware(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "_train_arm", stop_before_training)
     with pytest.raises(SystemExit):
         main(["demo", "--model", "tiny-random", "--problems", "1", "--samples", "1", "--max-new-tokens", "2",
-              "--no-progress", "--output-dir", str(tmp_path / "d")])
+              "--no-progress", "--rollout-backend", "hf", "--output-dir", str(tmp_path / "d")])
     assert "float32: this CPU" in capsys.readouterr().out
     assert "model.dtype=auto" in seen["opsd"]
     settings = json.loads((tmp_path / "d" / "settings.json").read_text())
@@ -75,3 +76,24 @@ def test_demo_auto_dtype_follows_the_hardware(tmp_path, monkeypatch, capsys):
 def test_demo_rejects_bad_flags(tmp_path, capsys):
     assert main(["demo", "--steps", "0", "--output-dir", str(tmp_path)]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_demo_auto_backend_is_hf_without_vllm_and_the_report_says_so(tmp_path, monkeypatch):
+    import importlib.util
+
+    from selfdistill.demo import pipeline
+    from selfdistill.hardware import resolve
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    settings = pipeline.DemoSettings(model="tiny-random")
+    best, why = pipeline._faster_rollout_backend(settings, resolve("float32", "cpu"))
+    assert best == "hf" and "vLLM is not installed" in why
+    assert "rollout.backend=hf" in settings.train_overrides("opsd", Path("x"), resume=False)
+    settings.rollout_backend = "vllm"
+    assert "rollout.backend=vllm" in settings.train_overrides("opsd", Path("x"), resume=False)
+    out = tmp_path / "auto"  # the whole demo with the default --rollout-backend auto
+    assert main(["demo", "--model", "tiny-random", "--steps", "1", "--problems", "1", "--samples", "1",
+                 "--max-new-tokens", "2", "--prompts-per-step", "2", "--dtype", "float32", "--no-progress",
+                 "--output-dir", str(out)]) == 0
+    assert "Rollouts with hf (vLLM is not installed" in (out / "report" / "summary.md").read_text()

