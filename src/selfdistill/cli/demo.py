@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help=DEVICE_HELP)
     p.add_argument("--rollout-backend", default=d.rollout_backend, choices=["auto", "hf", "vllm"],
                    help="rollout generator of both trainings; auto times HF generate and vLLM (when "
-                        "installed) on 8 training prompts and takes the faster")
+                        "installed) on 4 training prompts x 16 tokens and takes the faster")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--output-dir", default=d.output_dir)
     p.add_argument("--fresh", action="store_true", help="delete output-dir and start over")

