@@ -21,17 +21,7 @@ from selfdistill.contexts import (
 from selfdistill.train.setup import context_config
 from selfdistill.types import Example
 
-# Qwen3's generation prompt: "<|im_start|>assistant\n", plus an empty think block when thinking is
-# off. The conversation part does not depend on enable_thinking (as in Qwen3's template).
-QWEN_LIKE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}"
-    "{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}{% endif %}"
-)
-EMPTY_THINK = "<think>\n\n</think>\n\n"
+from chat_templates import EMPTY_THINK, QWEN_LIKE  # noqa: E402  (tests/ is on the path)
 EXAMPLES = [
     Example(id="a", problem="What is 2 + 3?", solution="2 + 3 = 5.", answer="5"),
     Example(id="b", problem="Solve x^2 = 4 for x > 0.", solution="x = 2 since 2 * 2 = 4.", answer="2"),

@@ -14,21 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from distributed_script import PRELUDE  # tests/ is on the path
 from selfdistill.train import checkpoint
 
-SCRIPT = textwrap.dedent(
+SCRIPT = PRELUDE + textwrap.dedent(
     """
-    import sys
-    import torch
-    torch.set_num_threads(1)
-    from selfdistill.train.config import load_config
-    from selfdistill.train.loop import Trainer
-    from selfdistill.train.rollouts import FixedRollouts
-
-    def responses(tok, prompt_ids, j):
-        # pre-fixed rollouts whose length depends on the prompt: a per-process mean would differ
-        n = 3 + (len(prompt_ids) * 7 + j) % 9
-        return [(len(prompt_ids) * 31 + 17 * t) % 1000 + 100 for t in range(n)]
 
     if __name__ == "__main__":  # the reward workers are spawned processes
         cfg = load_config("smoke", ["model=tiny-random", "method=opsd", "data.limit=8", "max_steps=2",

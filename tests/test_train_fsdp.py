@@ -19,24 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from distributed_script import PRELUDE  # tests/ is on the path
 from selfdistill.train import checkpoint
 
 CONFIG = Path(__file__).parent / "fixtures" / "accelerate_fsdp2_cpu.yaml"
 
-SCRIPT = textwrap.dedent(
+SCRIPT = "import json\n" + PRELUDE + textwrap.dedent(
     """
-    import json
-    import sys
-    import torch
-    torch.set_num_threads(1)
-    from selfdistill.train.config import load_config
-    from selfdistill.train.loop import Trainer
-    from selfdistill.train.rollouts import FixedRollouts
-
-    def responses(tok, prompt_ids, j):
-        # pre-fixed rollouts whose length depends on the prompt: a per-process mean would differ
-        n = 3 + (len(prompt_ids) * 7 + j) % 9
-        return [(len(prompt_ids) * 31 + 17 * t) % 1000 + 100 for t in range(n)]
 
     if __name__ == "__main__":  # the reward workers are spawned processes
         cfg = load_config("smoke", ["model=tiny-random", "data.limit=8", "prompts_per_step=4",
