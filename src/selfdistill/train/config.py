@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +36,7 @@ import logging
 import yaml
 
 from .checks import validate  # checks never import config: no import circle
+from .coerce import coerce
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -569,58 +569,7 @@ def _set(cfg: TrainConfig, path: list[str], value: Any) -> None:
     parse = fields[name].metadata.get("parse")
     if parse is not None:
         value = parse(value)
-    setattr(obj, name, _coerce(value, hint, ".".join(path)))
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return _coerce(value, args[0], key)
-    bad = ConfigError(f"{key} must be of type {getattr(hint, '__name__', hint)}, got {value!r}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise bad
-    if hint is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if hint is float:
-        if isinstance(value, bool):
-            raise bad
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-    if hint is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise bad
-        return str(value)
-    if hint is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise bad
-        return list(value)
-    if hint is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return dict(value)
-    raise bad
+    setattr(obj, name, coerce(value, hint, ".".join(path)))
 
 
 def describe() -> str:

@@ -15,6 +15,7 @@ import difflib
 import typing
 from typing import Any
 
+from .coerce import coerce
 from .errors import ConfigError
 
 
@@ -56,7 +57,7 @@ def set_option(options: dict, parts: list[str], value: Any) -> None:
     if name != "roles":
         if len(parts) != 1:
             raise ConfigError(f"{key}: contexts.{name} has no sub-keys")
-        options[name] = _coerce(value, hints[name], key)
+        options[name] = coerce(value, hints[name], key)
         return
     if len(parts) == 1:  # contexts.roles: {teacher: {enable_thinking: true}}
         if not isinstance(value, dict):
@@ -78,7 +79,7 @@ def set_option(options: dict, parts: list[str], value: Any) -> None:
     if len(parts) != 3 or parts[2] not in role_hints:
         raise ConfigError(_unknown(key, [f"contexts.roles.{role}.{o}" for o in role_hints]))
     roles = options.setdefault("roles", {})
-    roles.setdefault(role, {})[parts[2]] = _coerce(value, role_hints[parts[2]], key)
+    roles.setdefault(role, {})[parts[2]] = coerce(value, role_hints[parts[2]], key)
 
 
 def _unknown(key: str, valid: list[str]) -> str:
@@ -92,37 +93,3 @@ def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + "|".join(map(str, typing.get_args(hint)))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` as ``hint`` (Literal choices, ``X | None``, bool, int, str, dict)."""
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
-        return value
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return _coerce(value, next(a for a in args if a is not type(None)), key)
-    bad = ConfigError(f"{key} must be of type {_type_name(hint)}, got {value!r}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise bad
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise bad
-        try:
-            return int(value)
-        except ValueError:
-            raise bad from None
-    if hint is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise bad
-        return str(value)
-    raise bad
